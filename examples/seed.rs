@@ -1,0 +1,358 @@
+//! The main job: one LoRA linear shape, checked against the reference, timed against the unfused
+//! path a Rust engine writes today (base GEMM + shrink + expand with matrixmultiply / gemm).
+//!
+//!     cargo run --release --example seed                       # seed: 160 × 768 → 3072, rank 8
+//!     cargo run --release --example seed -- --threads 2
+//!     cargo run --release --example seed -- --rows 1 --d-in 4096 --d-out 4096 --rank 16 --cold --compare
+//!
+//! Options: --rows N --d-in N --d-out N --rank N --threads N (default 1) --reps N (timed rounds)
+//! --cold (rotate over copies of W so it comes from DRAM) --compare (also probe the read
+//! bandwidth and print W GB/s and % of it). FUSED_LORA_ISA=portable|avx2|avx512 lowers the ISA.
+//!
+//! Every variant runs once per round, interleaved, so the machine's noise hits them alike;
+//! the table shows medians. Exit status 1 if a fused result exceeds the error bound.
+
+use fused_lora::{reference, Adapter, Dims, Kernels, LoraLinear};
+use fused_lora_kernels::baseline::{self, Peer};
+use fused_lora_kernels::probe;
+use std::time::Instant;
+
+struct Opts {
+    dims: Dims,
+    threads: usize,
+    reps: usize,
+    cold: bool,
+    compare: bool,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        dims: Dims {
+            rows: 160,
+            d_in: 768,
+            d_out: 3072,
+            rank: 8,
+        },
+        threads: 1,
+        reps: 0,
+        cold: false,
+        compare: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |name: &str| -> Result<usize, String> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{name} needs a number"))
+        };
+        match a.as_str() {
+            "--rows" => o.dims.rows = num("--rows")?,
+            "--d-in" => o.dims.d_in = num("--d-in")?,
+            "--d-out" => o.dims.d_out = num("--d-out")?,
+            "--rank" => o.dims.rank = num("--rank")?,
+            "--threads" => o.threads = num("--threads")?.max(1),
+            "--reps" => o.reps = num("--reps")?,
+            "--cold" => o.cold = true,
+            "--compare" => o.compare = true,
+            "-h" | "--help" => return Err(String::new()),
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Deterministic uniform values in [-0.5, 0.5).
+fn fill(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}\nusage: seed [--rows N] [--d-in N] [--d-out N] [--rank N] [--threads N] [--reps N] [--cold] [--compare]");
+            std::process::exit(2);
+        }
+    };
+    // matrixmultiply reads its thread count once per process, before its first call.
+    std::env::set_var("MATMUL_NUM_THREADS", o.threads.to_string());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(o.threads)
+        .build()
+        .expect("thread pool");
+    let Dims {
+        rows,
+        d_in,
+        d_out,
+        rank,
+    } = o.dims;
+    let kern = Kernels::selected();
+    let isa = kern.isa();
+
+    let peak = probe::fma_peak_gflops(fused_lora::Isa::best(), o.threads);
+    let bw = if o.compare {
+        probe::read_bandwidth_gbs(512 << 20, o.threads)
+    } else {
+        0.0
+    };
+
+    let x = fill(rows * d_in, 1);
+    let copies = if o.cold {
+        ((512usize << 20) / (d_out * d_in * 4).max(1)).clamp(1, 8)
+    } else {
+        1
+    };
+    let ws: Vec<Vec<f32>> = (0..copies)
+        .map(|c| fill(d_out * d_in, 2 + c as u64))
+        .collect();
+    let bias = fill(d_out, 10);
+    let a = fill(rank * d_in, 11);
+    let b = fill(d_out * rank, 12);
+    let scale = fused_lora::lora_scale(16.0, rank);
+    let adapter = Adapter::new(&a, &b, scale);
+
+    let layers: Vec<LoraLinear> = ws
+        .iter()
+        .map(|w| {
+            let mut l = LoraLinear::new(d_in, d_out, w, Some(&bias)).expect("pack");
+            l.set_adapter(rank, &a, &b, scale).expect("adapter");
+            l
+        })
+        .collect();
+    let bases: Vec<LoraLinear> = ws
+        .iter()
+        .map(|w| LoraLinear::new(d_in, d_out, w, None).expect("pack"))
+        .collect();
+
+    // --- correctness: fused outputs against the f64 reference, on up to 32 spread rows.
+    let check_rows: Vec<usize> = if rows <= 32 {
+        (0..rows).collect()
+    } else {
+        (0..32).map(|i| i * (rows - 1) / 31).collect()
+    };
+    let sub_x: Vec<f32> = check_rows
+        .iter()
+        .flat_map(|&i| x[i * d_in..(i + 1) * d_in].iter().copied())
+        .collect();
+    let sd = Dims {
+        rows: check_rows.len(),
+        ..o.dims
+    };
+    let mut yref = vec![0.0f32; sd.rows * d_out];
+    let mut mag = vec![0.0f32; sd.rows * d_out];
+    reference::lora_linear(sd, &sub_x, &ws[0], Some(&bias), adapter, &mut yref).expect("reference");
+    reference::error_scale(sd, &sub_x, &ws[0], Some(&bias), adapter, &mut mag).expect("reference");
+    let n_terms = (d_in + rank + 2) as f32;
+    let err_ratio = |y: &[f32]| -> f64 {
+        let mut worst = 0.0f64;
+        for (ci, &i) in check_rows.iter().enumerate() {
+            for j in 0..d_out {
+                let (got, want, m) = (y[i * d_out + j], yref[ci * d_out + j], mag[ci * d_out + j]);
+                let bound = 2.0 * n_terms * f32::EPSILON * m;
+                let r = if got == want {
+                    0.0
+                } else {
+                    ((got - want).abs() / bound.max(f32::MIN_POSITIVE)) as f64
+                };
+                worst = worst.max(if r.is_nan() { f64::INFINITY } else { r });
+            }
+        }
+        worst
+    };
+
+    // --- the variants, each a closure over (copy index, output)
+    let (x, ws, bias, a, b, layers, bases) = (
+        &x[..],
+        &ws[..],
+        &bias[..],
+        &a[..],
+        &b[..],
+        &layers[..],
+        &bases[..],
+    );
+    let mut t_buf = vec![0.0f32; rows * rank];
+    type Run<'a> = Box<dyn FnMut(usize, &mut [f32]) + Send + 'a>;
+    let mut variants: Vec<(&str, bool, Run<'_>)> = vec![
+        (
+            "fused-lora LoraLinear::forward",
+            true,
+            Box::new(move |c, y| layers[c].forward(rows, x, y).expect("forward")),
+        ),
+        (
+            "fused-lora lora_linear (packs per call)",
+            true,
+            Box::new(move |c, y| {
+                kern.lora_linear(o.dims, x, &ws[c], Some(bias), adapter, y)
+                    .expect("lora_linear")
+            }),
+        ),
+        (
+            "fused-lora base only (rank 0, packed)",
+            false,
+            Box::new(move |c, y| bases[c].forward(rows, x, y).expect("forward")),
+        ),
+    ];
+    let mut t2 = vec![0.0f32; rows * rank];
+    variants.push((
+        "unfused: matrixmultiply base+shrink+expand",
+        false,
+        Box::new(move |c, y| {
+            baseline::lora(
+                Peer::MatrixMultiply,
+                rows,
+                d_in,
+                d_out,
+                rank,
+                x,
+                &ws[c],
+                Some(bias),
+                a,
+                b,
+                scale,
+                &mut t_buf,
+                y,
+            )
+        }),
+    ));
+    variants.push((
+        "matrixmultiply base GEMM alone",
+        false,
+        Box::new(move |c, y| baseline::base(Peer::MatrixMultiply, rows, d_in, d_out, x, &ws[c], y)),
+    ));
+    let gp = Peer::Gemm { threads: o.threads };
+    variants.push((
+        "unfused: gemm base+shrink+expand",
+        false,
+        Box::new(move |c, y| {
+            baseline::lora(
+                gp,
+                rows,
+                d_in,
+                d_out,
+                rank,
+                x,
+                &ws[c],
+                Some(bias),
+                a,
+                b,
+                scale,
+                &mut t2,
+                y,
+            )
+        }),
+    ));
+    variants.push((
+        "gemm base GEMM alone",
+        false,
+        Box::new(move |c, y| baseline::base(gp, rows, d_in, d_out, x, &ws[c], y)),
+    ));
+
+    let mut y = vec![f32::NAN; rows * d_out];
+    let mut errs = Vec::new();
+    for (_, fused, run) in variants.iter_mut() {
+        y.fill(f32::NAN);
+        pool.install(|| run(0, &mut y));
+        errs.push(if *fused { Some(err_ratio(&y)) } else { None });
+    }
+    let unfused_err = {
+        y.fill(f32::NAN);
+        pool.install(|| (variants[3].2)(0, &mut y));
+        err_ratio(&y)
+    };
+
+    // --- timing: interleaved rounds; about 2 s in all unless --reps is given
+    let mut one = || {
+        let t0 = Instant::now();
+        pool.install(|| (variants[0].2)(0, &mut y));
+        t0.elapsed().as_secs_f64()
+    };
+    let est = one().min(one());
+    let reps = if o.reps > 0 {
+        o.reps
+    } else {
+        ((2.0 / (est * variants.len() as f64 * 1.3)) as usize).clamp(5, 2000)
+    };
+    let mut times = vec![Vec::with_capacity(reps); variants.len()];
+    let mut c = 0;
+    for _ in 0..reps {
+        for (vi, (_, _, run)) in variants.iter_mut().enumerate() {
+            c = (c + 1) % copies;
+            let t0 = Instant::now();
+            pool.install(|| run(c, &mut y));
+            times[vi].push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let med: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+
+    let flops = o.dims.flops();
+    println!("fused-lora seed job: rows {rows}, d_in {d_in}, d_out {d_out}, rank {rank}, threads {}, ISA {isa}, W {} ({:.1} MiB{})",
+        o.threads, if o.cold { "cold" } else { "hot" }, (d_out * d_in * 4) as f64 / (1 << 20) as f64,
+        if o.cold { format!(", {copies} copies rotated") } else { String::new() });
+    print!(
+        "FMA peak (probe, {} thr, {}): {:.1} GFLOP/s",
+        o.threads,
+        fused_lora::Isa::best(),
+        peak
+    );
+    if o.compare {
+        print!("; read bandwidth (probe, 512 MiB): {bw:.1} GB/s");
+    }
+    println!("; {reps} interleaved rounds, medians\n");
+    print!("| variant | ms | GFLOP/s | % peak | vs unfused mm |");
+    if o.compare {
+        print!(" W GB/s | % read bw |");
+    }
+    println!(" max err / bound |");
+    print!("|---|---:|---:|---:|---:|");
+    if o.compare {
+        print!("---:|---:|");
+    }
+    println!("---:|");
+    let unfused_mm = med[3];
+    for (vi, (name, _, _)) in variants.iter().enumerate() {
+        let t = med[vi];
+        let fl = if name.contains("base") && !name.contains("shrink") {
+            2.0 * (rows * d_in * d_out) as f64
+        } else {
+            flops
+        };
+        print!(
+            "| {name} | {:.3} | {:.1} | {:.0}% | {:.2}× |",
+            t * 1e3,
+            fl / t / 1e9,
+            100.0 * fl / t / 1e9 / peak.max(1e-9),
+            unfused_mm / t
+        );
+        if o.compare {
+            let gbs = (d_out * d_in * 4) as f64 / t / 1e9;
+            print!(" {gbs:.1} | {:.0}% |", 100.0 * gbs / bw.max(1e-9));
+        }
+        match errs[vi] {
+            Some(e) => println!(" {e:.3} |"),
+            None if vi == 3 => println!(" ({unfused_err:.3}) |"),
+            None => println!(" – |"),
+        }
+    }
+    println!("\nLoRA overhead of the fused layer: forward(rank {rank}) / forward(rank 0) = {:.3} (FLOP ratio {:.3})",
+        med[0] / med[2], flops / (2.0 * (rows * d_in * d_out) as f64));
+    let worst = errs.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
+    if worst <= 1.0 {
+        println!("check: fused outputs within the error bound 2·(d_in+rank+2)·ε·Σ|terms| (worst {worst:.3} of it) on {} rows", check_rows.len());
+    } else {
+        println!("check: FAILED, a fused output exceeds the error bound ({worst:.3}×)");
+        std::process::exit(1);
+    }
+}

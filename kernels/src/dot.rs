@@ -1,0 +1,170 @@
+//! The small-rows kernel: y[i, j] = x̃ᵢ · w̃ⱼ as dot products, vectorised along K.
+//!
+//! For a handful of rows (decode) the packed GEMM would pack W on every call, i.e. read W, write
+//! it, and read it again, for two FLOPs per element. Here W is read once, in its own row-major
+//! layout: a tile of RX rows of x̃ and JW rows of W̃ keeps RX·JW vector accumulators along K,
+//! reduces each to a scalar at the end and stores it once. The same kernel computes the LoRA
+//! shrink t = x·Aᵀ (A has few rows, which the packed GEMM would pad to NR).
+//!
+//! Two K segments, like the micro-kernel: (x, W) over d_in and (scale·t, B) over the rank.
+
+use crate::mat::MatMut;
+use crate::simd::Simd;
+use crate::KernelSet;
+
+/// One K segment: rows of `x` (stride `ldx`) against rows of `w` (stride `ldw`), `k` deep.
+#[derive(Clone, Copy, Debug)]
+pub struct DotSeg<'a> {
+    pub x: &'a [f32],
+    pub ldx: usize,
+    pub w: &'a [f32],
+    pub ldw: usize,
+    pub k: usize,
+}
+
+pub(crate) struct DotArgs {
+    pub x1: *const f32,
+    pub ldx1: usize,
+    pub w1: *const f32,
+    pub ldw1: usize,
+    pub k1: usize,
+    pub x2: *const f32,
+    pub ldx2: usize,
+    pub w2: *const f32,
+    pub ldw2: usize,
+    pub k2: usize,
+    pub out: *mut f32,
+    pub ldo: usize,
+    /// JW bias values, or null.
+    pub bias: *const f32,
+}
+
+pub(crate) type DotFn = unsafe fn(&DotArgs);
+
+/// RX × JW outputs. Per element: vector partial sums over the whole-vector part of both
+/// segments, one horizontal sum, then the scalar tails in K order, then the bias.
+///
+/// # Safety
+/// x rows readable for k values at stride ldx (RX rows), w likewise (JW rows), `out` writable
+/// for RX × JW at stride ldo, `bias` null or JW readable values, CPU supports `S`.
+#[inline(always)]
+pub(crate) unsafe fn dot_body<S: Simd, const RX: usize, const JW: usize>(p: &DotArgs) {
+    let mut acc = [[S::zero(); JW]; RX];
+    let segs = [
+        (p.x1, p.ldx1, p.w1, p.ldw1, p.k1),
+        (p.x2, p.ldx2, p.w2, p.ldw2, p.k2),
+    ];
+    for &(x, ldx, w, ldw, k) in &segs {
+        let kv = k - k % S::LANES;
+        let mut kk = 0;
+        while kk < kv {
+            let mut wv = [S::zero(); JW];
+            for (j, wvj) in wv.iter_mut().enumerate() {
+                *wvj = S::load(w.add(j * ldw + kk));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let xv = S::load(x.add(i * ldx + kk));
+                for (a, &wvj) in row.iter_mut().zip(wv.iter()) {
+                    *a = S::fma(xv, wvj, *a);
+                }
+            }
+            kk += S::LANES;
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, &a) in row.iter().enumerate() {
+            let mut s = S::hsum(a);
+            for &(x, ldx, w, ldw, k) in &segs {
+                for kk in k - k % S::LANES..k {
+                    s += *x.add(i * ldx + kk) * *w.add(j * ldw + kk);
+                }
+            }
+            if !p.bias.is_null() {
+                s += *p.bias.add(j);
+            }
+            *p.out.add(i * p.ldo + j) = s;
+        }
+    }
+}
+
+fn check(seg: &DotSeg<'_>, rows: usize, n: usize) {
+    if seg.k == 0 {
+        return;
+    }
+    assert!(
+        seg.k <= seg.ldx && seg.k <= seg.ldw,
+        "dot: k exceeds a row stride"
+    );
+    if rows > 0 {
+        assert!(
+            (rows - 1) * seg.ldx + seg.k <= seg.x.len(),
+            "dot: x too short"
+        );
+    }
+    if n > 0 {
+        assert!((n - 1) * seg.ldw + seg.k <= seg.w.len(), "dot: w too short");
+    }
+}
+
+/// out (rows × n) = seg1 + seg2 + bias, every element stored once and never read.
+/// `out.rows()` x̃ rows against `out.cols()` w̃ rows. Panics on inconsistent lengths.
+pub fn dot_kernel(
+    ks: &KernelSet,
+    seg1: DotSeg<'_>,
+    seg2: Option<DotSeg<'_>>,
+    bias: Option<&[f32]>,
+    mut out: MatMut<'_>,
+) {
+    let (rows, n) = (out.rows(), out.cols());
+    if rows == 0 || n == 0 {
+        return;
+    }
+    check(&seg1, rows, n);
+    let empty: &[f32] = &[];
+    let seg2 = seg2.filter(|s| s.k > 0).unwrap_or(DotSeg {
+        x: empty,
+        ldx: 0,
+        w: empty,
+        ldw: 0,
+        k: 0,
+    });
+    check(&seg2, rows, n);
+    if let Some(b) = bias {
+        assert!(b.len() >= n, "dot: bias too short");
+    }
+    let (rx, jw) = (ks.dot_rx, ks.dot_jw);
+    let mut j0 = 0;
+    while j0 < n {
+        let (wide, step) = if n - j0 >= jw { (true, jw) } else { (false, 1) };
+        let mut i0 = 0;
+        while i0 < rows {
+            let m = rx.min(rows - i0);
+            let args = DotArgs {
+                x1: seg1.x.as_ptr().wrapping_add(i0 * seg1.ldx),
+                ldx1: seg1.ldx,
+                w1: seg1.w.as_ptr().wrapping_add(j0 * seg1.ldw),
+                ldw1: seg1.ldw,
+                k1: seg1.k,
+                x2: seg2.x.as_ptr().wrapping_add(i0 * seg2.ldx),
+                ldx2: seg2.ldx,
+                w2: seg2.w.as_ptr().wrapping_add(j0 * seg2.ldw),
+                ldw2: seg2.ldw,
+                k2: seg2.k,
+                out: out.ptr_at(i0, j0),
+                ldo: out.ld(),
+                bias: bias.map_or(core::ptr::null(), |b| b[j0..].as_ptr()),
+            };
+            let f = if wide {
+                ks.dot_wide[m - 1]
+            } else {
+                ks.dot_one[m - 1]
+            };
+            // SAFETY: `ks` runs on this CPU; rows i0..i0+m ≤ rows and w rows j0..j0+step ≤ n
+            // lie inside x, w (checked above; pointers are only dereferenced when k > 0) and
+            // inside `out`'s rectangle; bias has n ≥ j0 + step values.
+            unsafe { f(&args) };
+            i0 += m;
+        }
+        j0 += step;
+    }
+}

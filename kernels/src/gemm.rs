@@ -1,0 +1,246 @@
+//! The packed GEMM inner loops (JR, IR) and the MR×NR micro-kernel, with the LoRA expand fused
+//! in as a second K segment.
+//!
+//! One call of the micro-kernel computes an `m × n` (m ≤ MR, n ≤ NR) tile of
+//!
+//! ```text
+//!   C  =  [first ? bias : C]  +  A₁·B₁ (k₁ deep: x·Wᵀ)  +  A₂·B₂ (k₂ deep: (scale·t)·Bᵀ)
+//! ```
+//!
+//! holding the whole tile in registers across both segments, so the LoRA term never costs a
+//! pass over the output: each element is loaded (when accumulating) and stored once per call.
+//! See docs/DESIGN.md, "Micro-kernel contract".
+
+use crate::mat::MatMut;
+use crate::pack::{pack_panels, packed_len};
+use crate::simd::Simd;
+use crate::KernelSet;
+
+/// Arguments of one micro-kernel call (raw pointers: the safe wrappers below check bounds).
+pub(crate) struct MicroArgs {
+    /// Depth of segment 1; `a1` is a kc × MR panel, `b1` a kc × NR panel.
+    pub k1: usize,
+    pub a1: *const f32,
+    pub b1: *const f32,
+    /// Depth of segment 2 (0 = no LoRA); `a2` is k2 × MR, `b2` k2 × NR.
+    pub k2: usize,
+    pub a2: *const f32,
+    pub b2: *const f32,
+    /// Top-left of the output tile, row stride `ldc`; `n ≤ NR` valid columns.
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub n: usize,
+    /// `n` bias values added when `first`; null for none.
+    pub bias: *const f32,
+    /// Overwrite C (never read: it may hold NaN) instead of accumulating into it.
+    pub first: bool,
+}
+
+pub(crate) type MicroFn = unsafe fn(&MicroArgs);
+
+/// The micro-kernel, for `M` valid rows of an `MR`-row panel and `NV` vectors (NR = NV·LANES).
+/// Generic over the ISA; instantiated inside `#[target_feature]` wrappers (see `isa_kernels!`).
+///
+/// # Safety
+/// Panels readable for `k·MR` and `k·NR` values, `c` writable (and readable unless `first`)
+/// for `M` rows × `n` columns at stride `ldc`, `bias` null or readable for `n` values, and the
+/// CPU supports `S`.
+#[inline(always)]
+pub(crate) unsafe fn micro_body<S: Simd, const MR: usize, const NV: usize, const M: usize>(
+    p: &MicroArgs,
+) {
+    let mut acc = [[S::zero(); NV]; M];
+    for (k, mut a, mut b) in [(p.k1, p.a1, p.b1), (p.k2, p.a2, p.b2)] {
+        for _ in 0..k {
+            let mut bv = [S::zero(); NV];
+            for (v, bvv) in bv.iter_mut().enumerate() {
+                *bvv = S::load(b.add(v * S::LANES));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = S::splat(*a.add(i));
+                for (accv, &bvv) in row.iter_mut().zip(bv.iter()) {
+                    *accv = S::fma(av, bvv, *accv);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(NV * S::LANES);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        let crow = p.c.add(i * p.ldc);
+        for (v, &accv) in row.iter().enumerate() {
+            let col = v * S::LANES;
+            if col >= p.n {
+                break;
+            }
+            let cnt = S::LANES.min(p.n - col);
+            let full = cnt == S::LANES;
+            let prev = if p.first {
+                if p.bias.is_null() {
+                    None
+                } else if full {
+                    Some(S::load(p.bias.add(col)))
+                } else {
+                    Some(S::load_partial(p.bias.add(col), cnt))
+                }
+            } else if full {
+                Some(S::load(crow.add(col)))
+            } else {
+                Some(S::load_partial(crow.add(col), cnt))
+            };
+            let r = match prev {
+                Some(pv) => S::add(pv, accv),
+                None => accv,
+            };
+            if full {
+                S::store(crow.add(col), r);
+            } else {
+                S::store_partial(crow.add(col), r, cnt);
+            }
+        }
+    }
+}
+
+/// Where a block's W̃ panels come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Panels<'a> {
+    /// Already packed: `⌈nc/NR⌉` panels of `kc × NR` (a `LoraLinear`'s weights).
+    Packed(&'a [f32]),
+    /// Row-major rows `0..nc` of W (or B) with row stride `ld`, columns `k0..k0+kc`: each panel
+    /// is packed just before use into a buffer that stays in L1/L2 (the one-shot API).
+    Raw { w: &'a [f32], ld: usize, k0: usize },
+}
+
+/// One K segment of the macro-kernel: packed x̃ panels (`⌈mc/MR⌉ × kc × MR`) and W̃ panels.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment<'a> {
+    pub kc: usize,
+    pub a: &'a [f32],
+    pub b: Panels<'a>,
+}
+
+/// What the macro-kernel does with C before adding the products.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Store<'a> {
+    /// C = bias (broadcast over rows, or 0) + products. C is never read.
+    Overwrite(Option<&'a [f32]>),
+    /// C += products.
+    Accumulate,
+}
+
+fn check_segment(ks: &KernelSet, seg: &Segment<'_>, mc: usize, nc: usize) {
+    let a_need = packed_len(mc, seg.kc, ks.mr).expect("size overflow");
+    assert!(seg.a.len() >= a_need, "macro_kernel: packed A too short");
+    match seg.b {
+        Panels::Packed(b) => {
+            let b_need = packed_len(nc, seg.kc, ks.nr).expect("size overflow");
+            assert!(b.len() >= b_need, "macro_kernel: packed B too short");
+        }
+        Panels::Raw { w, ld, k0 } => {
+            if nc > 0 && seg.kc > 0 {
+                assert!(
+                    k0 + seg.kc <= ld,
+                    "macro_kernel: raw B columns out of range"
+                );
+                assert!(
+                    (nc - 1) * ld + k0 + seg.kc <= w.len(),
+                    "macro_kernel: raw B too short"
+                );
+            }
+        }
+    }
+}
+
+/// The JR and IR loops: C (mc × nc) op= A·Bᵀ over `main` and, fused in the same register tiles,
+/// `lora`. Panics on inconsistent lengths (the public crate validates before calling).
+pub fn macro_kernel(
+    ks: &KernelSet,
+    main: Segment<'_>,
+    lora: Option<Segment<'_>>,
+    store: Store<'_>,
+    mut c: MatMut<'_>,
+) {
+    let (mc, nc) = (c.rows(), c.cols());
+    if mc == 0 || nc == 0 {
+        return;
+    }
+    let (mr, nr) = (ks.mr, ks.nr);
+    check_segment(ks, &main, mc, nc);
+    let lora = lora.filter(|s| s.kc > 0);
+    if let Some(l) = &lora {
+        check_segment(ks, l, mc, nc);
+    }
+    let bias = match store {
+        Store::Overwrite(Some(b)) => {
+            assert!(b.len() >= nc, "macro_kernel: bias too short");
+            Some(b)
+        }
+        _ => None,
+    };
+    let first = matches!(store, Store::Overwrite(_));
+    let k2 = lora.map_or(0, |l| l.kc);
+    // Scratch panels for Raw sources: one W̃ panel (and one B panel) at a time.
+    let mut scratch1 = match main.b {
+        Panels::Raw { .. } => vec![0.0f32; main.kc * nr],
+        Panels::Packed(_) => Vec::new(),
+    };
+    let mut scratch2 = match lora.map(|l| l.b) {
+        Some(Panels::Raw { .. }) => vec![0.0f32; k2 * nr],
+        _ => Vec::new(),
+    };
+    let empty: &[f32] = &[];
+    for jr in 0..nc.div_ceil(nr) {
+        let j0 = jr * nr;
+        let n = nr.min(nc - j0);
+        let b1 = panel(main.b, main.kc, nr, jr, n, &mut scratch1);
+        let (a2, b2) = match &lora {
+            Some(l) => (l.a, panel(l.b, l.kc, nr, jr, n, &mut scratch2)),
+            None => (empty, empty),
+        };
+        for ir in 0..mc.div_ceil(mr) {
+            let i0 = ir * mr;
+            let m = mr.min(mc - i0);
+            let args = MicroArgs {
+                k1: main.kc,
+                a1: main.a[ir * mr * main.kc..].as_ptr(),
+                b1: b1.as_ptr(),
+                k2,
+                a2: if k2 > 0 {
+                    a2[ir * mr * k2..].as_ptr()
+                } else {
+                    a2.as_ptr()
+                },
+                b2: b2.as_ptr(),
+                c: c.ptr_at(i0, j0),
+                ldc: c.ld(),
+                n,
+                bias: bias.map_or(core::ptr::null(), |b| b[j0..].as_ptr()),
+                first,
+            };
+            // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::new); `m ≤ MR` picks
+            // the instantiation; A panels hold `⌈mc/MR⌉·MR·k` values and B panels `NR·k`
+            // (checked above / by `panel`), C's tile (i0.., j0..) of m × n lies inside `c`'s
+            // rectangle (m ≤ mc − i0, n ≤ nc − j0), and bias has nc values.
+            unsafe { (ks.micro[m - 1])(&args) };
+        }
+    }
+}
+
+/// The `jr`-th `kc × NR` panel of a source, packing it into `scratch` when raw.
+fn panel<'a: 'r, 'r>(
+    src: Panels<'a>,
+    kc: usize,
+    nr: usize,
+    jr: usize,
+    n: usize,
+    scratch: &'r mut [f32],
+) -> &'r [f32] {
+    match src {
+        Panels::Packed(b) => &b[jr * nr * kc..][..nr * kc],
+        Panels::Raw { w, ld, k0 } => {
+            let rows = &w[jr * nr * ld..];
+            pack_panels(rows, ld, n, k0, kc, nr, 1.0, scratch);
+            scratch
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Kernels for fused-lora: every `unsafe` line of the project lives in this crate.
+//!
+//! - [`isa`]: runtime CPU detection (once, cached) and the `FUSED_LORA_ISA` override.
+//! - [`KernelSet`]: one configuration per ISA — the micro-kernel tile (MR × NR), the cache
+//!   blocks (KC, MC, NC) and the small-rows tile — registering that ISA's instantiated kernels.
+//! - [`gemm`]: the JR/IR loops and the MR×NR micro-kernel with the LoRA term fused in.
+//! - [`dot`]: the small-rows (decode) and shrink kernel.
+//! - [`pack`]: packing into micro-panels.
+//! - [`mat::MatMut`]: a row-major output view that splits into disjoint blocks for threads.
+//! - [`probe`]: FMA-peak and read-bandwidth probes for reports.
+//! - `baseline` (feature `baselines`): safe wrappers of the peers' GEMMs for the unfused baseline.
+//!
+//! Everything public here is safe: lengths are checked with assertions before any raw pointer
+//! is formed, and a `KernelSet` can only be obtained for an ISA the CPU runs. The `fused-lora`
+//! crate validates user input and returns errors, so these assertions never fire through it.
+
+#[cfg(feature = "baselines")]
+pub mod baseline;
+pub mod dot;
+pub mod gemm;
+pub mod isa;
+pub mod mat;
+pub mod pack;
+pub mod probe;
+mod simd;
+
+pub use dot::{dot_kernel, DotSeg};
+pub use gemm::{macro_kernel, Panels, Segment, Store};
+pub use isa::Isa;
+pub use mat::MatMut;
+
+use dot::DotFn;
+use gemm::MicroFn;
+
+/// One ISA's kernels and block sizes (BLIS's "context"). Obtain it with [`KernelSet::for_isa`].
+pub struct KernelSet {
+    /// The ISA these kernels run.
+    pub isa: Isa,
+    /// Micro-tile rows (x rows per register tile; broadcast operand).
+    pub mr: usize,
+    /// Micro-tile columns (output features per register tile; vector operand).
+    pub nr: usize,
+    /// Depth of a K block (PC loop): an MR×KC x panel plus an NR×KC W panel stay in L1/L2.
+    pub kc: usize,
+    /// Rows of an x block (IC loop): the MC×KC packed x block stays in L2. A multiple of MR.
+    pub mc: usize,
+    /// Columns of a W block (JC loop) that one thread walks per x block. A multiple of NR.
+    pub nc: usize,
+    /// Small-rows kernel tile: x rows × W rows per call.
+    pub dot_rx: usize,
+    pub dot_jw: usize,
+    micro: &'static [MicroFn],
+    dot_wide: &'static [DotFn],
+    dot_one: &'static [DotFn],
+}
+
+impl std::fmt::Debug for KernelSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelSet")
+            .field("isa", &self.isa)
+            .field("mr", &self.mr)
+            .field("nr", &self.nr)
+            .field("kc", &self.kc)
+            .field("mc", &self.mc)
+            .field("nc", &self.nc)
+            .finish()
+    }
+}
+
+impl KernelSet {
+    /// The kernels for `isa`, or for the best path below it if this CPU lacks it.
+    pub fn for_isa(isa: Isa) -> &'static KernelSet {
+        match isa.usable() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => &avx512::SET,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => &avx2::SET,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => &neon::SET,
+            _ => &portable::SET,
+        }
+    }
+
+    /// The kernels the library uses by default ([`Isa::selected`]).
+    pub fn selected() -> &'static KernelSet {
+        Self::for_isa(Isa::selected())
+    }
+}
+
+/// Instantiates one ISA's kernels inside `#[target_feature]` wrappers and registers them with
+/// its block sizes. `ms` lists 1..=MR, `rxs` lists 1..=RX (one instantiation per edge size).
+macro_rules! isa_kernels {
+    ($name:ident, $isa:expr, $S:ty, [$($attr:meta),*],
+     mr: $mr:literal, nv: $nv:literal, kc: $kc:literal, mc: $mc:literal, nc: $nc:literal,
+     rx: $rx:literal, jw: $jw:literal, ms: [$($m:literal)*], rxs: [$($r:literal)*]) => {
+        mod $name {
+            use crate::dot::{dot_body, DotArgs, DotFn};
+            use crate::gemm::{micro_body, MicroArgs, MicroFn};
+            use crate::simd::Simd;
+
+            const NR: usize = $nv * <$S as Simd>::LANES;
+
+            $(#[$attr])*
+            unsafe fn micro<const M: usize>(p: &MicroArgs) {
+                micro_body::<$S, $mr, $nv, M>(p)
+            }
+
+            $(#[$attr])*
+            unsafe fn dot<const RX: usize, const JW: usize>(p: &DotArgs) {
+                dot_body::<$S, RX, JW>(p)
+            }
+
+            static MICRO: [MicroFn; $mr] = [$(micro::<$m> as MicroFn),*];
+            static DOT_WIDE: [DotFn; $rx] = [$(dot::<$r, $jw> as DotFn),*];
+            static DOT_ONE: [DotFn; $rx] = [$(dot::<$r, 1> as DotFn),*];
+
+            pub(crate) static SET: crate::KernelSet = crate::KernelSet {
+                isa: $isa,
+                mr: $mr,
+                nr: NR,
+                kc: $kc,
+                mc: $mc,
+                nc: $nc,
+                dot_rx: $rx,
+                dot_jw: $jw,
+                micro: &MICRO,
+                dot_wide: &DOT_WIDE,
+                dot_one: &DOT_ONE,
+            };
+        }
+    };
+}
+
+// AVX-512: 12 × 32 tile = 24 zmm accumulators + 2 W vectors + 1 broadcast (of 32 registers).
+// KC 384: the 12×384 x panel (18 KiB) + 32×384 W panel (48 KiB) stream from L1/L2; MC 480: the
+// 480×384 x block (720 KiB) stays in the 1 MiB L2. Measured at peak on Zen 4 (shared/style.md).
+#[cfg(target_arch = "x86_64")]
+isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(enable = "avx512f,avx2,fma")],
+    mr: 12, nv: 2, kc: 384, mc: 480, nc: 3072, rx: 4, jw: 4,
+    ms: [1 2 3 4 5 6 7 8 9 10 11 12], rxs: [1 2 3 4]);
+
+// AVX2: 6 × 16 tile = 12 ymm accumulators + 2 W + 1 broadcast = 15 of 16 registers (4×24
+// spills and runs at half speed here). Small-rows tile 2 × 4: 8 accumulators + 6 loads.
+#[cfg(target_arch = "x86_64")]
+isa_kernels!(avx2, crate::Isa::Avx2, crate::simd::Avx2, [target_feature(enable = "avx2,fma")],
+    mr: 6, nv: 2, kc: 384, mc: 480, nc: 3072, rx: 2, jw: 4,
+    ms: [1 2 3 4 5 6], rxs: [1 2]);
+
+// NEON: 6 × 16 tile = 24 q accumulators + 4 W + 1 broadcast of 32 registers.
+#[cfg(target_arch = "aarch64")]
+isa_kernels!(neon, crate::Isa::Neon, crate::simd::Neon, [target_feature(enable = "neon")],
+    mr: 6, nv: 4, kc: 256, mc: 240, nc: 3072, rx: 4, jw: 4,
+    ms: [1 2 3 4 5 6], rxs: [1 2 3 4]);
+
+// Portable: `wide::f32x8`, 4 × 8 tile (on baseline x86-64 each f32x8 is two SSE registers).
+isa_kernels!(portable, crate::Isa::Portable, crate::simd::Portable, [],
+    mr: 4, nv: 1, kc: 256, mc: 256, nc: 3072, rx: 2, jw: 2,
+    ms: [1 2 3 4], rxs: [1 2]);

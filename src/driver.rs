@@ -1,0 +1,484 @@
+//! Planning and the outer loops (JC, PC, IC) of the fused GEMM, and the thread split.
+//!
+//! The op is one GEMM over a concatenated K:  y = [x | s·t] · [W | B]ᵀ + bias.  The x·Wᵀ part is
+//! cut into K blocks of at most KC (the PC loop); the (s·t)·Bᵀ part rides in the *last* block's
+//! micro-kernel calls as a second K segment, so the LoRA term is accumulated in the same register
+//! tile and stored with it. Loops, outermost first:
+//!
+//! - threads: the d_out panels (or, if there are too few, the rows) are cut into one contiguous
+//!   chunk per thread. A K reduction is never split, so every output element is computed by the
+//!   same instructions in the same order whatever the thread count: results are bitwise identical.
+//! - JC: NC columns of the chunk at a time.
+//! - PC: K blocks; W̃ panels are prepacked (`LoraLinear`), packed just in time per panel (one-shot
+//!   call, one row block), or packed per (JC, PC) block (one-shot call, several row blocks).
+//! - IC: MC rows; the packed x̃ block (MC × KC) stays in L2.
+//! - JR, IR and the micro-kernel: `fused_lora_kernels::macro_kernel`.
+
+use crate::error::{mul, LoraError};
+use fused_lora_kernels::pack::{pack_panels, packed_len};
+use fused_lora_kernels::{
+    dot_kernel, macro_kernel, DotSeg, KernelSet, MatMut, Panels, Segment, Store,
+};
+use rayon::prelude::*;
+
+/// Below this many FLOPs a call runs on the calling thread: splitting would cost more than it
+/// saves (a rayon fork/join is a few microseconds). The threshold depends only on the shape,
+/// never on the pool, so it cannot change results.
+const PAR_MIN_FLOPS: f64 = 4.0e6;
+
+/// Threads to split `flops` of work over: the current rayon pool's size, or 1 for small work.
+pub(crate) fn threads_for(flops: f64) -> usize {
+    if flops < PAR_MIN_FLOPS {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    }
+}
+
+/// The K extent cut into `⌈k/kc⌉` nearly equal blocks (no thin last block); one empty block
+/// when k = 0, so the bias is still stored.
+pub(crate) fn k_blocks(k: usize, kc: usize) -> Vec<(usize, usize)> {
+    if k == 0 {
+        return vec![(0, 0)];
+    }
+    let nb = k.div_ceil(kc.max(1));
+    let (base, extra) = (k / nb, k % nb);
+    let mut k0 = 0;
+    (0..nb)
+        .map(|b| {
+            let len = base + usize::from(b < extra);
+            let r = (k0, len);
+            k0 += len;
+            r
+        })
+        .collect()
+}
+
+/// `n` split into `parts` chunks that are multiples of `unit` (the last takes the remainder).
+fn chunks(n: usize, unit: usize, parts: usize) -> Vec<usize> {
+    let units = n.div_ceil(unit);
+    let parts = parts.clamp(1, units.max(1));
+    let mut out = Vec::with_capacity(parts);
+    let mut done = 0;
+    for p in 0..parts {
+        let u = units * (p + 1) / parts - units * p / parts;
+        let len = (u * unit).min(n - done);
+        out.push(len);
+        done += len;
+    }
+    out
+}
+
+/// A weight (`n × k`, row-major) packed once into NR-wide panels per K block:
+/// block b occupies `⌈n/NR⌉·NR·kc_b` values starting at `offsets[b]`, panel p of it at
+/// `offsets[b] + p·NR·kc_b`.
+#[derive(Clone, Debug)]
+pub(crate) struct PackedW {
+    pub blocks: Vec<(usize, usize)>,
+    offsets: Vec<usize>,
+    nr: usize,
+    data: Vec<f32>,
+}
+
+impl PackedW {
+    /// Packs `src` (`n × k`). `blocked`: cut K by KC (the base weight) or keep one block (B,
+    /// whose rank-deep panels form the micro-kernel's second segment).
+    pub fn new(
+        ks: &KernelSet,
+        src: &[f32],
+        n: usize,
+        k: usize,
+        blocked: bool,
+    ) -> Result<Self, LoraError> {
+        let blocks = if blocked {
+            k_blocks(k, ks.kc)
+        } else {
+            vec![(0, k)]
+        };
+        let total = packed_len(n, k, ks.nr).ok_or(LoraError::Overflow {
+            what: "packed weight size",
+        })?;
+        let mut data = vec![0.0f32; total];
+        let mut offsets = Vec::with_capacity(blocks.len());
+        let mut parts: Vec<(&mut [f32], (usize, usize))> = Vec::with_capacity(blocks.len());
+        let mut rest = data.as_mut_slice();
+        let np = n.div_ceil(ks.nr);
+        let mut off = 0;
+        for &(k0, kc) in &blocks {
+            let len = np * ks.nr * kc;
+            let (head, tail) = rest.split_at_mut(len);
+            offsets.push(off);
+            parts.push((head, (k0, kc)));
+            off += len;
+            rest = tail;
+        }
+        parts
+            .into_par_iter()
+            .for_each(|(dst, (k0, kc))| pack_panels(src, k, n, k0, kc, ks.nr, 1.0, dst));
+        Ok(PackedW {
+            blocks,
+            offsets,
+            nr: ks.nr,
+            data,
+        })
+    }
+
+    /// Panels `p0..p1` of K block `b`.
+    fn panels(&self, b: usize, p0: usize, p1: usize) -> &[f32] {
+        let kc = self.blocks[b].1;
+        &self.data[self.offsets[b] + p0 * self.nr * kc..self.offsets[b] + p1 * self.nr * kc]
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<f32>()
+    }
+}
+
+/// Where the weight of a GEMM comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum WSrc<'a> {
+    /// Row-major `n × k`, packed during the call.
+    Raw(&'a [f32]),
+    /// Packed once, with the same `KernelSet`.
+    Packed(&'a PackedW),
+}
+
+/// The LoRA expand fused into the last K block: `scale · t · Bᵀ`, t `[rows, rank]`.
+#[derive(Clone, Copy)]
+pub(crate) struct LoraTerm<'a> {
+    pub rank: usize,
+    pub t: &'a [f32],
+    pub scale: f32,
+    pub b: WSrc<'a>,
+}
+
+/// y (rows × n) = store ⊕ (x_scale·x)·Wᵀ [+ scale·t·Bᵀ], x `[rows, k]`, W `[n, k]`.
+pub(crate) struct Gemm<'a> {
+    pub ks: &'static KernelSet,
+    pub rows: usize,
+    pub k: usize,
+    pub n: usize,
+    pub x: &'a [f32],
+    pub x_scale: f32,
+    pub w: WSrc<'a>,
+    pub lora: Option<LoraTerm<'a>>,
+    pub store: Store<'a>,
+}
+
+/// One thread's share: rows `r0..r0+y.rows()`, columns `c0..c0+y.cols()` (both panel-aligned).
+struct Task<'y> {
+    r0: usize,
+    c0: usize,
+    y: MatMut<'y>,
+}
+
+impl Gemm<'_> {
+    /// Runs the product. The only error is a packed size that overflows, and it is returned
+    /// before anything is written.
+    pub fn run(&self, y: MatMut<'_>) -> Result<(), LoraError> {
+        let ks = self.ks;
+        let (rows, n, k) = (self.rows, self.n, self.k);
+        let lora = self.lora.filter(|l| l.rank > 0);
+        let rank = lora.map_or(0, |l| l.rank);
+        let xp_len = packed_len(rows, k, ks.mr).ok_or(LoraError::Overflow {
+            what: "packed x size",
+        })?;
+        let tp_len = packed_len(rows, rank, ks.mr).ok_or(LoraError::Overflow {
+            what: "packed t size",
+        })?;
+        mul("rows * d_out", rows, n)?;
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        let blocks = match self.w {
+            WSrc::Packed(p) => p.blocks.clone(),
+            WSrc::Raw(_) => k_blocks(k, ks.kc),
+        };
+        let mrp = rows.div_ceil(ks.mr) * ks.mr;
+
+        // x̃ = x packed into MR-row panels, one region per K block (region b starts at mrp·k0).
+        let mut xp = vec![0.0f32; xp_len];
+        for &(k0, kc) in &blocks {
+            pack_panels(
+                self.x,
+                k,
+                rows,
+                k0,
+                kc,
+                ks.mr,
+                self.x_scale,
+                &mut xp[mrp * k0..mrp * (k0 + kc)],
+            );
+        }
+        // t̃ = scale·t packed the same way: the A side of the fused second segment.
+        let mut tp = vec![0.0f32; tp_len];
+        if let Some(l) = lora {
+            pack_panels(l.t, rank, rows, 0, rank, ks.mr, l.scale, &mut tp);
+        }
+
+        let flops = 2.0 * rows as f64 * n as f64 * (k + rank) as f64;
+        let nt = threads_for(flops);
+        let np = n.div_ceil(ks.nr);
+        let tasks: Vec<Task<'_>> = if nt > 1 && np >= nt {
+            let widths = chunks(n, ks.nr, nt);
+            let mut c0 = 0;
+            y.split_cols_into(&widths)
+                .into_iter()
+                .zip(&widths)
+                .map(|(y, &w)| {
+                    let t = Task { r0: 0, c0, y };
+                    c0 += w;
+                    t
+                })
+                .collect()
+        } else if nt > 1 && rows > ks.mr {
+            let heights = chunks(rows, ks.mr, nt);
+            let mut r0 = 0;
+            y.split_rows_into(&heights)
+                .into_iter()
+                .zip(&heights)
+                .map(|(y, &h)| {
+                    let t = Task { r0, c0: 0, y };
+                    r0 += h;
+                    t
+                })
+                .collect()
+        } else {
+            vec![Task { r0: 0, c0: 0, y }]
+        };
+        let (xp, tp, blocks) = (&xp[..], &tp[..], &blocks[..]);
+        if tasks.len() == 1 {
+            for t in tasks {
+                self.task(t, xp, tp, blocks, mrp, lora);
+            }
+        } else {
+            tasks
+                .into_par_iter()
+                .for_each(|t| self.task(t, xp, tp, blocks, mrp, lora));
+        }
+        Ok(())
+    }
+
+    /// The JC, PC and IC loops over one task's rectangle.
+    fn task(
+        &self,
+        mut t: Task<'_>,
+        xp: &[f32],
+        tp: &[f32],
+        blocks: &[(usize, usize)],
+        mrp: usize,
+        lora: Option<LoraTerm<'_>>,
+    ) {
+        let ks = self.ks;
+        let (mr, nr) = (ks.mr, ks.nr);
+        let (trows, tcols) = (t.y.rows(), t.y.cols());
+        let rank = lora.map_or(0, |l| l.rank);
+        let several_ic = trows > ks.mc;
+        let mut wbuf = Vec::new();
+        let mut bbuf = Vec::new();
+        let mut jc = 0;
+        while jc < tcols {
+            let ncb = ks.nc.min(tcols - jc);
+            let col0 = t.c0 + jc;
+            let (p0, p1) = (col0 / nr, (col0 + ncb).div_ceil(nr));
+            for (bi, &(k0, kc)) in blocks.iter().enumerate() {
+                let wp = weight_panels(
+                    ks, self.w, self.k, col0, ncb, k0, kc, p0, p1, bi, several_ic, &mut wbuf,
+                );
+                let lp = match lora {
+                    Some(l) if bi + 1 == blocks.len() => Some(weight_panels(
+                        ks, l.b, rank, col0, ncb, 0, rank, p0, p1, 0, several_ic, &mut bbuf,
+                    )),
+                    _ => None,
+                };
+                let store = match (bi, self.store) {
+                    (0, Store::Overwrite(Some(b))) => Store::Overwrite(Some(&b[col0..col0 + ncb])),
+                    (0, s) => s,
+                    _ => Store::Accumulate,
+                };
+                let mut ic = 0;
+                while ic < trows {
+                    let mcb = ks.mc.min(trows - ic);
+                    let panel0 = (t.r0 + ic) / mr;
+                    let main = Segment {
+                        kc,
+                        a: &xp[mrp * k0 + panel0 * mr * kc..],
+                        b: wp,
+                    };
+                    let lseg = lp.map(|b| Segment {
+                        kc: rank,
+                        a: &tp[panel0 * mr * rank..],
+                        b,
+                    });
+                    macro_kernel(ks, main, lseg, store, t.y.sub(ic, mcb, jc, ncb));
+                    ic += mcb;
+                }
+            }
+            jc += ncb;
+        }
+    }
+}
+
+/// The W̃ panels of columns `col0..col0+ncb`, K block `k0..k0+kc`: the prepacked ones, raw rows
+/// (packed per panel inside the macro-kernel), or, when several row blocks will reuse them,
+/// packed once here into `buf`.
+#[allow(clippy::too_many_arguments)]
+fn weight_panels<'a>(
+    ks: &KernelSet,
+    src: WSrc<'a>,
+    ld: usize,
+    col0: usize,
+    ncb: usize,
+    k0: usize,
+    kc: usize,
+    p0: usize,
+    p1: usize,
+    block: usize,
+    several_ic: bool,
+    buf: &'a mut Vec<f32>,
+) -> Panels<'a> {
+    match src {
+        WSrc::Packed(p) => Panels::Packed(p.panels(block, p0, p1)),
+        WSrc::Raw(w) => {
+            let rows = &w[col0 * ld..];
+            if several_ic {
+                buf.resize((p1 - p0) * ks.nr * kc, 0.0);
+                pack_panels(rows, ld, ncb, k0, kc, ks.nr, 1.0, buf);
+                Panels::Packed(buf)
+            } else {
+                Panels::Raw { w: rows, ld, k0 }
+            }
+        }
+    }
+}
+
+/// t (rows × n) = x·Aᵀ with the small-rows kernel (A `[n, k]` has few rows), split over rows.
+pub(crate) fn shrink(
+    ks: &KernelSet,
+    rows: usize,
+    k: usize,
+    n: usize,
+    x: &[f32],
+    a: &[f32],
+    t: &mut [f32],
+) {
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let flops = 2.0 * rows as f64 * k as f64 * n as f64;
+    let nt = threads_for(flops);
+    let heights = chunks(rows, ks.dot_rx, nt);
+    let Some(view) = MatMut::new(t, rows, n, n) else {
+        return;
+    };
+    let parts: Vec<(usize, MatMut<'_>)> = heights
+        .iter()
+        .scan(0, |r0, &h| {
+            let r = *r0;
+            *r0 += h;
+            Some(r)
+        })
+        .zip(view.split_rows_into(&heights))
+        .collect();
+    parts.into_par_iter().for_each(|(r0, out)| {
+        dot_kernel(
+            ks,
+            DotSeg {
+                x: &x[r0 * k..],
+                ldx: k,
+                w: a,
+                ldw: k,
+                k,
+            },
+            None,
+            None,
+            out,
+        );
+    });
+}
+
+/// The one-shot small-rows path: y = x·Wᵀ + st·Bᵀ + bias with W and B read in place, split
+/// over d_out (so decode uses every core). `st` is `scale·t`, `[rows, rank]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn small_rows(
+    ks: &KernelSet,
+    rows: usize,
+    k: usize,
+    n: usize,
+    rank: usize,
+    x: &[f32],
+    w: &[f32],
+    st: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    y: MatMut<'_>,
+) {
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let flops = 2.0 * rows as f64 * n as f64 * (k + rank) as f64;
+    let widths = chunks(n, ks.dot_jw, threads_for(flops));
+    let mut c0 = 0;
+    let parts: Vec<(usize, MatMut<'_>)> = y
+        .split_cols_into(&widths)
+        .into_iter()
+        .zip(&widths)
+        .map(|(v, &wd)| {
+            let c = c0;
+            c0 += wd;
+            (c, v)
+        })
+        .collect();
+    parts.into_par_iter().for_each(|(c0, out)| {
+        let seg1 = DotSeg {
+            x,
+            ldx: k,
+            w: &w[c0 * k..],
+            ldw: k,
+            k,
+        };
+        let seg2 = (rank > 0).then(|| DotSeg {
+            x: st,
+            ldx: rank,
+            w: &b[c0 * rank..],
+            ldw: rank,
+            k: rank,
+        });
+        dot_kernel(ks, seg1, seg2, bias.map(|b| &b[c0..]), out);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_blocks_cover_k_evenly() {
+        for k in [0, 1, 383, 384, 385, 768, 4096, 4112] {
+            let b = k_blocks(k, 384);
+            assert_eq!(b.iter().map(|x| x.1).sum::<usize>(), k);
+            assert!(b.iter().all(|x| x.1 <= 384));
+            let (mn, mx) = (
+                b.iter().map(|x| x.1).min().unwrap(),
+                b.iter().map(|x| x.1).max().unwrap(),
+            );
+            assert!(mx - mn <= 1, "{k}: {b:?}");
+        }
+    }
+
+    #[test]
+    fn chunks_are_aligned_and_cover() {
+        for (n, unit, parts) in [
+            (0, 32, 2),
+            (1, 32, 2),
+            (100, 32, 2),
+            (3072, 32, 3),
+            (7, 4, 8),
+        ] {
+            let c = chunks(n, unit, parts);
+            assert_eq!(c.iter().sum::<usize>(), n);
+            assert!(c[..c.len() - 1].iter().all(|x| x % unit == 0));
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! # fused-lora
+//!
+//! CPU kernels for LoRA linear layers, in one fused GEMM pass:
+//!
+//! ```text
+//!     y = x·Wᵀ + bias + scale·(x·Aᵀ)·Bᵀ
+//! ```
+//!
+//! x `[rows, d_in]`, W `[d_out, d_in]` (PyTorch `nn.Linear` layout), A `[rank, d_in]`,
+//! B `[d_out, rank]`, bias `[d_out]`, y `[rows, d_out]`: row-major, contiguous f32.
+//!
+//! The rank-r bottleneck t = x·Aᵀ is computed first (small and cheap); the expand (scale·t)·Bᵀ is
+//! then a second K segment of the base GEMM's micro-kernel, accumulated in the same register
+//! tile as x·Wᵀ and stored with it, bias included: no extra pass over y. See docs/DESIGN.md.
+//!
+//! - One-shot: [`lora_linear`], [`lora_shrink`], [`lora_expand`], [`merge`], [`unmerge`].
+//! - Packed once, called many times: [`LoraLinear`].
+//! - Ground truth: [`reference`].
+//! - ISA: the best of AVX-512 / AVX2+FMA / NEON / portable, chosen at run time; the environment
+//!   variable `FUSED_LORA_ISA=portable|avx2|avx512|neon` lowers it, [`Kernels::for_isa`] picks one
+//!   per call site.
+//! - Threads: the current rayon pool (`pool.install(|| ...)` to choose). Results are bitwise
+//!   identical for any thread count.
+//! - Errors: every slice length is checked (with checked arithmetic) before anything is written;
+//!   a [`LoraError`] names the argument. No input makes the public API panic.
+//!
+//! ```
+//! use fused_lora::{lora_linear, Adapter, Dims};
+//! let dims = Dims { rows: 2, d_in: 3, d_out: 2, rank: 1 };
+//! let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+//! let w = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]; // y = first two features of x
+//! let (a, b) = ([1.0, 1.0, 1.0], [1.0, 0.0]); // adds 0.5·sum(x) to output 0
+//! let mut y = [0.0; 4];
+//! lora_linear(dims, &x, &w, None, Adapter::new(&a, &b, 0.5), &mut y).unwrap();
+//! assert_eq!(y, [4.0, 2.0, 11.5, 5.0]);
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod dims;
+mod driver;
+mod error;
+mod layer;
+mod merge;
+pub mod reference;
+
+pub use dims::{lora_scale, rslora_scale, Adapter, Dims};
+pub use error::LoraError;
+pub use fused_lora_kernels::Isa;
+pub use layer::LoraLinear;
+pub use merge::{merge, unmerge};
+
+use dims::check_linear;
+use driver::{shrink, small_rows, Gemm, LoraTerm, WSrc};
+use error::expect_len;
+use fused_lora_kernels::{KernelSet, MatMut, Store};
+
+/// Up to this many rows the one-shot [`lora_linear`] reads W in place with the small-rows
+/// (dot-product) kernel instead of packing it: packing costs a read and a write of W, which
+/// only pays off when enough rows reuse each packed panel.
+pub const SMALL_ROWS: usize = 8;
+
+/// A handle on one ISA's kernels: the same functions as the crate root, on a chosen path.
+/// `Kernels::for_isa(Isa::Avx2).lora_linear(...)` runs AVX2 even on an AVX-512 machine (tests
+/// and benchmarks use this); a path the CPU lacks falls back to the best one below it.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    ks: &'static KernelSet,
+}
+
+impl Kernels {
+    /// The default path: the best the CPU runs, lowered by `FUSED_LORA_ISA`.
+    pub fn selected() -> Self {
+        Kernels {
+            ks: KernelSet::selected(),
+        }
+    }
+
+    /// The given path, or the best available one below it.
+    pub fn for_isa(isa: Isa) -> Self {
+        Kernels {
+            ks: KernelSet::for_isa(isa),
+        }
+    }
+
+    /// The path that runs.
+    pub fn isa(&self) -> Isa {
+        self.ks.isa
+    }
+
+    /// Micro-tile and cache blocks of this path: (MR, NR, KC, MC, NC).
+    pub fn blocking(&self) -> (usize, usize, usize, usize, usize) {
+        (self.ks.mr, self.ks.nr, self.ks.kc, self.ks.mc, self.ks.nc)
+    }
+
+    pub(crate) fn set(&self) -> &'static KernelSet {
+        self.ks
+    }
+
+    /// See [`lora_linear`].
+    pub fn lora_linear(
+        &self,
+        dims: Dims,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        adapter: Adapter<'_>,
+        y: &mut [f32],
+    ) -> Result<(), LoraError> {
+        let s = check_linear(&dims, x, w, bias, &adapter, y)?;
+        let Dims {
+            rows,
+            d_in,
+            d_out,
+            rank,
+        } = dims;
+        if rows == 0 || d_out == 0 {
+            return Ok(());
+        }
+        let ks = self.ks;
+        let mut t = vec![0.0f32; s.t];
+        shrink(ks, rows, d_in, rank, x, adapter.a, &mut t);
+        let y = MatMut::new(y, rows, d_out, d_out).ok_or(LoraError::Length {
+            arg: "y",
+            expected: s.y,
+            actual: 0,
+        })?;
+        if rows <= SMALL_ROWS {
+            for v in &mut t {
+                *v *= adapter.scale;
+            }
+            small_rows(ks, rows, d_in, d_out, rank, x, w, &t, adapter.b, bias, y);
+            return Ok(());
+        }
+        let lora = LoraTerm {
+            rank,
+            t: &t,
+            scale: adapter.scale,
+            b: WSrc::Raw(adapter.b),
+        };
+        Gemm {
+            ks,
+            rows,
+            k: d_in,
+            n: d_out,
+            x,
+            x_scale: 1.0,
+            w: WSrc::Raw(w),
+            lora: Some(lora),
+            store: Store::Overwrite(bias),
+        }
+        .run(y)
+    }
+
+    /// See [`lora_shrink`].
+    pub fn lora_shrink(
+        &self,
+        dims: Dims,
+        x: &[f32],
+        a: &[f32],
+        t: &mut [f32],
+    ) -> Result<(), LoraError> {
+        let s = dims.sizes()?;
+        expect_len("x", s.x, x.len())?;
+        expect_len("a", s.a, a.len())?;
+        expect_len("t", s.t, t.len())?;
+        shrink(self.ks, dims.rows, dims.d_in, dims.rank, x, a, t);
+        Ok(())
+    }
+
+    /// See [`lora_expand`].
+    pub fn lora_expand(
+        &self,
+        dims: Dims,
+        t: &[f32],
+        b: &[f32],
+        scale: f32,
+        y: &mut [f32],
+    ) -> Result<(), LoraError> {
+        let s = dims.sizes()?;
+        expect_len("t", s.t, t.len())?;
+        expect_len("b", s.b, b.len())?;
+        expect_len("y", s.y, y.len())?;
+        let Dims {
+            rows, d_out, rank, ..
+        } = dims;
+        if rows == 0 || d_out == 0 || rank == 0 {
+            return Ok(());
+        }
+        let y = MatMut::new(y, rows, d_out, d_out).ok_or(LoraError::Length {
+            arg: "y",
+            expected: s.y,
+            actual: 0,
+        })?;
+        Gemm {
+            ks: self.ks,
+            rows,
+            k: rank,
+            n: d_out,
+            x: t,
+            x_scale: scale,
+            w: WSrc::Raw(b),
+            lora: None,
+            store: Store::Accumulate,
+        }
+        .run(y)
+    }
+}
+
+/// `y = x·Wᵀ + bias + scale·(x·Aᵀ)·Bᵀ`, overwriting y (which is never read, so it may hold
+/// anything). `dims.rank = 0` (with empty `adapter.a`/`.b`) is a plain linear layer.
+///
+/// Packs W during the call (or, for at most [`SMALL_ROWS`] rows, reads it in place); to run one
+/// layer many times, [`LoraLinear`] packs it once.
+///
+/// # Errors
+/// [`LoraError::Length`] if a slice's length is not what `dims` gives (x: rows·d_in, w:
+/// d_out·d_in, bias: d_out, a: rank·d_in, b: d_out·rank, y: rows·d_out), [`LoraError::Overflow`]
+/// if those products overflow. y is untouched on error.
+pub fn lora_linear(
+    dims: Dims,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    adapter: Adapter<'_>,
+    y: &mut [f32],
+) -> Result<(), LoraError> {
+    Kernels::selected().lora_linear(dims, x, w, bias, adapter, y)
+}
+
+/// The shrink alone: `t = x·Aᵀ`, t `[rows, rank]`, overwritten. `dims.d_out` is ignored.
+///
+/// # Errors
+/// As [`lora_linear`], for x, a and t; t is untouched on error.
+pub fn lora_shrink(dims: Dims, x: &[f32], a: &[f32], t: &mut [f32]) -> Result<(), LoraError> {
+    Kernels::selected().lora_shrink(dims, x, a, t)
+}
+
+/// The expand alone: `y += scale·t·Bᵀ` (scale multiplies t). `dims.d_in` is ignored.
+///
+/// # Errors
+/// As [`lora_linear`], for t, b and y; y is untouched on error.
+pub fn lora_expand(
+    dims: Dims,
+    t: &[f32],
+    b: &[f32],
+    scale: f32,
+    y: &mut [f32],
+) -> Result<(), LoraError> {
+    Kernels::selected().lora_expand(dims, t, b, scale, y)
+}
