@@ -23,6 +23,7 @@ struct Opts {
     reps: usize,
     cold: bool,
     compare: bool,
+    peers: bool,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -37,6 +38,7 @@ fn parse() -> Result<Opts, String> {
         reps: 0,
         cold: false,
         compare: false,
+        peers: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -54,6 +56,7 @@ fn parse() -> Result<Opts, String> {
             "--reps" => o.reps = num("--reps")?,
             "--cold" => o.cold = true,
             "--compare" => o.compare = true,
+            "--no-peers" => o.peers = false,
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown option {a}")),
         }
@@ -83,7 +86,7 @@ fn main() {
     let o = match parse() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("{e}\nusage: seed [--rows N] [--d-in N] [--d-out N] [--rank N] [--threads N] [--reps N] [--cold] [--compare]");
+            eprintln!("{e}\nusage: seed [--rows N] [--d-in N] [--d-out N] [--rank N] [--threads N] [--reps N] [--cold] [--compare] [--no-peers]");
             std::process::exit(2);
         }
     };
@@ -206,6 +209,7 @@ fn main() {
         ),
     ];
     let mut t2 = vec![0.0f32; rows * rank];
+    let peers = o.peers;
     variants.push((
         "unfused: matrixmultiply base+shrink+expand",
         false,
@@ -260,6 +264,9 @@ fn main() {
         Box::new(move |c, y| baseline::base(gp, rows, d_in, d_out, x, &ws[c], y)),
     ));
 
+    if !peers {
+        variants.truncate(3);
+    }
     let mut y = vec![f32::NAN; rows * d_out];
     let mut errs = Vec::new();
     for (_, fused, run) in variants.iter_mut() {
@@ -267,10 +274,12 @@ fn main() {
         pool.install(|| run(0, &mut y));
         errs.push(if *fused { Some(err_ratio(&y)) } else { None });
     }
-    let unfused_err = {
+    let unfused_err = if peers {
         y.fill(f32::NAN);
         pool.install(|| (variants[3].2)(0, &mut y));
         err_ratio(&y)
+    } else {
+        f64::NAN
     };
 
     // --- timing: interleaved rounds; about 2 s in all unless --reps is given
@@ -321,7 +330,7 @@ fn main() {
         print!("---:|---:|");
     }
     println!("---:|");
-    let unfused_mm = med[3];
+    let unfused_mm = if peers { med[3] } else { f64::NAN };
     for (vi, (name, _, _)) in variants.iter().enumerate() {
         let t = med[vi];
         let fl = if name.contains("base") && !name.contains("shrink") {

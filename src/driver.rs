@@ -26,6 +26,11 @@ use rayon::prelude::*;
 /// never on the pool, so it cannot change results.
 const PAR_MIN_FLOPS: f64 = 4.0e6;
 
+/// Chunks of work per thread. More than one, so that a worker that wakes late (on a virtual
+/// machine waking an idle vCPU took up to ~1 ms here) still steals its share of what is left,
+/// instead of finding the other thread done with half and busy with its own.
+const CHUNKS_PER_THREAD: usize = 4;
+
 /// Threads to split `flops` of work over: the current rayon pool's size, or 1 for small work.
 pub(crate) fn threads_for(flops: f64) -> usize {
     if flops < PAR_MIN_FLOPS {
@@ -114,7 +119,7 @@ impl PackedW {
         }
         parts
             .into_par_iter()
-            .for_each(|(dst, (k0, kc))| pack_panels(src, k, n, k0, kc, ks.nr, 1.0, dst));
+            .for_each(|(dst, (k0, kc))| pack_panels(src, k, n, k0, kc, ks.nr, dst));
         Ok(PackedW {
             blocks,
             offsets,
@@ -153,14 +158,13 @@ pub(crate) struct LoraTerm<'a> {
     pub b: WSrc<'a>,
 }
 
-/// y (rows × n) = store ⊕ (x_scale·x)·Wᵀ [+ scale·t·Bᵀ], x `[rows, k]`, W `[n, k]`.
+/// y (rows × n) = store ⊕ x·Wᵀ [+ scale·t·Bᵀ], x `[rows, k]`, W `[n, k]`.
 pub(crate) struct Gemm<'a> {
     pub ks: &'static KernelSet,
     pub rows: usize,
     pub k: usize,
     pub n: usize,
     pub x: &'a [f32],
-    pub x_scale: f32,
     pub w: WSrc<'a>,
     pub lora: Option<LoraTerm<'a>>,
     pub store: Store<'a>,
@@ -181,12 +185,6 @@ impl Gemm<'_> {
         let (rows, n, k) = (self.rows, self.n, self.k);
         let lora = self.lora.filter(|l| l.rank > 0);
         let rank = lora.map_or(0, |l| l.rank);
-        let xp_len = packed_len(rows, k, ks.mr).ok_or(LoraError::Overflow {
-            what: "packed x size",
-        })?;
-        let tp_len = packed_len(rows, rank, ks.mr).ok_or(LoraError::Overflow {
-            what: "packed t size",
-        })?;
         mul("rows * d_out", rows, n)?;
         if rows == 0 || n == 0 {
             return Ok(());
@@ -195,33 +193,14 @@ impl Gemm<'_> {
             WSrc::Packed(p) => p.blocks.clone(),
             WSrc::Raw(_) => k_blocks(k, ks.kc),
         };
-        let mrp = rows.div_ceil(ks.mr) * ks.mr;
-
-        // x̃ = x packed into MR-row panels, one region per K block (region b starts at mrp·k0).
-        let mut xp = vec![0.0f32; xp_len];
-        for &(k0, kc) in &blocks {
-            pack_panels(
-                self.x,
-                k,
-                rows,
-                k0,
-                kc,
-                ks.mr,
-                self.x_scale,
-                &mut xp[mrp * k0..mrp * (k0 + kc)],
-            );
-        }
-        // t̃ = scale·t packed the same way: the A side of the fused second segment.
-        let mut tp = vec![0.0f32; tp_len];
-        if let Some(l) = lora {
-            pack_panels(l.t, rank, rows, 0, rank, ks.mr, l.scale, &mut tp);
-        }
+        // scale·t, row-major: the A side of the fused second segment (x itself is not packed).
+        let st: Vec<f32> = lora.map_or(Vec::new(), |l| l.t.iter().map(|v| v * l.scale).collect());
 
         let flops = 2.0 * rows as f64 * n as f64 * (k + rank) as f64;
         let nt = threads_for(flops);
         let np = n.div_ceil(ks.nr);
         let tasks: Vec<Task<'_>> = if nt > 1 && np >= nt {
-            let widths = chunks(n, ks.nr, nt);
+            let widths = chunks(n, ks.nr, nt * CHUNKS_PER_THREAD);
             let mut c0 = 0;
             y.split_cols_into(&widths)
                 .into_iter()
@@ -233,7 +212,7 @@ impl Gemm<'_> {
                 })
                 .collect()
         } else if nt > 1 && rows > ks.mr {
-            let heights = chunks(rows, ks.mr, nt);
+            let heights = chunks(rows, ks.mr, nt * CHUNKS_PER_THREAD);
             let mut r0 = 0;
             y.split_rows_into(&heights)
                 .into_iter()
@@ -247,15 +226,15 @@ impl Gemm<'_> {
         } else {
             vec![Task { r0: 0, c0: 0, y }]
         };
-        let (xp, tp, blocks) = (&xp[..], &tp[..], &blocks[..]);
+        let (st, blocks) = (&st[..], &blocks[..]);
         if tasks.len() == 1 {
             for t in tasks {
-                self.task(t, xp, tp, blocks, mrp, lora);
+                self.task(t, st, blocks, lora);
             }
         } else {
             tasks
                 .into_par_iter()
-                .for_each(|t| self.task(t, xp, tp, blocks, mrp, lora));
+                .for_each(|t| self.task(t, st, blocks, lora));
         }
         Ok(())
     }
@@ -264,14 +243,12 @@ impl Gemm<'_> {
     fn task(
         &self,
         mut t: Task<'_>,
-        xp: &[f32],
-        tp: &[f32],
+        st: &[f32],
         blocks: &[(usize, usize)],
-        mrp: usize,
         lora: Option<LoraTerm<'_>>,
     ) {
         let ks = self.ks;
-        let (mr, nr) = (ks.mr, ks.nr);
+        let nr = ks.nr;
         let (trows, tcols) = (t.y.rows(), t.y.cols());
         let rank = lora.map_or(0, |l| l.rank);
         let several_ic = trows > ks.mc;
@@ -300,15 +277,17 @@ impl Gemm<'_> {
                 let mut ic = 0;
                 while ic < trows {
                     let mcb = ks.mc.min(trows - ic);
-                    let panel0 = (t.r0 + ic) / mr;
+                    let r = t.r0 + ic;
                     let main = Segment {
                         kc,
-                        a: &xp[mrp * k0 + panel0 * mr * kc..],
+                        a: &self.x[r * self.k + k0..],
+                        lda: self.k,
                         b: wp,
                     };
                     let lseg = lp.map(|b| Segment {
                         kc: rank,
-                        a: &tp[panel0 * mr * rank..],
+                        a: &st[r * rank..],
+                        lda: rank,
                         b,
                     });
                     macro_kernel(ks, main, lseg, store, t.y.sub(ic, mcb, jc, ncb));
@@ -344,7 +323,7 @@ fn weight_panels<'a>(
             let rows = &w[col0 * ld..];
             if several_ic {
                 buf.resize((p1 - p0) * ks.nr * kc, 0.0);
-                pack_panels(rows, ld, ncb, k0, kc, ks.nr, 1.0, buf);
+                pack_panels(rows, ld, ncb, k0, kc, ks.nr, buf);
                 Panels::Packed(buf)
             } else {
                 Panels::Raw { w: rows, ld, k0 }
@@ -368,7 +347,7 @@ pub(crate) fn shrink(
     }
     let flops = 2.0 * rows as f64 * k as f64 * n as f64;
     let nt = threads_for(flops);
-    let heights = chunks(rows, ks.dot_rx, nt);
+    let heights = chunks(rows, ks.dot_rx, nt * CHUNKS_PER_THREAD);
     let Some(view) = MatMut::new(t, rows, n, n) else {
         return;
     };
@@ -418,7 +397,7 @@ pub(crate) fn small_rows(
         return;
     }
     let flops = 2.0 * rows as f64 * n as f64 * (k + rank) as f64;
-    let widths = chunks(n, ks.dot_jw, threads_for(flops));
+    let widths = chunks(n, ks.dot_jw, threads_for(flops) * CHUNKS_PER_THREAD);
     let mut c0 = 0;
     let parts: Vec<(usize, MatMut<'_>)> = y
         .split_cols_into(&widths)

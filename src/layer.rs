@@ -165,7 +165,6 @@ impl LoraLinear {
             k: self.d_in,
             n: self.d_out,
             x,
-            x_scale: 1.0,
             w: WSrc::Packed(&self.w),
             lora,
             store: Store::Overwrite(self.bias.as_deref()),

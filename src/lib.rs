@@ -145,7 +145,6 @@ impl Kernels {
             k: d_in,
             n: d_out,
             x,
-            x_scale: 1.0,
             w: WSrc::Raw(w),
             lora: Some(lora),
             store: Store::Overwrite(bias),
@@ -193,13 +192,14 @@ impl Kernels {
             expected: s.y,
             actual: 0,
         })?;
+        // scale multiplies t (as in the fused path), then the product accumulates into y.
+        let st: Vec<f32> = t.iter().map(|v| v * scale).collect();
         Gemm {
             ks: self.ks,
             rows,
             k: rank,
             n: d_out,
-            x: t,
-            x_scale: scale,
+            x: &st,
             w: WSrc::Raw(b),
             lora: None,
             store: Store::Accumulate,

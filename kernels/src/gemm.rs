@@ -13,18 +13,22 @@
 
 use crate::mat::MatMut;
 use crate::pack::{pack_panels, packed_len};
+
 use crate::simd::Simd;
 use crate::KernelSet;
 
 /// Arguments of one micro-kernel call (raw pointers: the safe wrappers below check bounds).
 pub(crate) struct MicroArgs {
-    /// Depth of segment 1; `a1` is a kc × MR panel, `b1` a kc × NR panel.
+    /// Depth of segment 1; `a1` holds the tile's x rows at row stride `lda1` (element (i, k) at
+    /// `a1 + i·lda1 + k`), `b1` a kc × NR panel.
     pub k1: usize,
     pub a1: *const f32,
+    pub lda1: usize,
     pub b1: *const f32,
-    /// Depth of segment 2 (0 = no LoRA); `a2` is k2 × MR, `b2` k2 × NR.
+    /// Depth of segment 2 (0 = no LoRA); `a2` the rows of scale·t (stride `lda2`), `b2` k2 × NR.
     pub k2: usize,
     pub a2: *const f32,
+    pub lda2: usize,
     pub b2: *const f32,
     /// Top-left of the output tile, row stride `ldc`; `n ≤ NR` valid columns.
     pub c: *mut f32,
@@ -38,31 +42,32 @@ pub(crate) struct MicroArgs {
 
 pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 
-/// The micro-kernel, for `M` valid rows of an `MR`-row panel and `NV` vectors (NR = NV·LANES).
+/// The micro-kernel, for `M` valid rows and `NV` vectors (NR = NV·LANES).
 /// Generic over the ISA; instantiated inside `#[target_feature]` wrappers (see `isa_kernels!`).
 ///
+/// x is not packed: each of the M rows is broadcast straight from its row-major row, so the
+/// tile reads M sequential streams (the x block stays in L2 across the JR loop anyway).
+///
 /// # Safety
-/// Panels readable for `k·MR` and `k·NR` values, `c` writable (and readable unless `first`)
-/// for `M` rows × `n` columns at stride `ldc`, `bias` null or readable for `n` values, and the
-/// CPU supports `S`.
+/// A rows readable for `k` values each (M rows at stride lda), B panels for `k·NR` values, `c`
+/// writable (and readable unless `first`) for `M` rows × `n` columns at stride `ldc`, `bias`
+/// null or readable for `n` values, and the CPU supports `S`.
 #[inline(always)]
-pub(crate) unsafe fn micro_body<S: Simd, const MR: usize, const NV: usize, const M: usize>(
-    p: &MicroArgs,
-) {
+pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
     let mut acc = [[S::zero(); NV]; M];
-    for (k, mut a, mut b) in [(p.k1, p.a1, p.b1), (p.k2, p.a2, p.b2)] {
+    for (k, mut a, lda, mut b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
         for _ in 0..k {
             let mut bv = [S::zero(); NV];
             for (v, bvv) in bv.iter_mut().enumerate() {
                 *bvv = S::load(b.add(v * S::LANES));
             }
             for (i, row) in acc.iter_mut().enumerate() {
-                let av = S::splat(*a.add(i));
+                let av = S::splat(*a.add(i * lda));
                 for (accv, &bvv) in row.iter_mut().zip(bv.iter()) {
                     *accv = S::fma(av, bvv, *accv);
                 }
             }
-            a = a.add(MR);
+            a = a.add(1);
             b = b.add(NV * S::LANES);
         }
     }
@@ -111,11 +116,13 @@ pub enum Panels<'a> {
     Raw { w: &'a [f32], ld: usize, k0: usize },
 }
 
-/// One K segment of the macro-kernel: packed x̃ panels (`⌈mc/MR⌉ × kc × MR`) and W̃ panels.
+/// One K segment of the macro-kernel: `kc` columns of x̃ rows 0..mc (row-major, stride `lda`,
+/// starting at the block's first column) and the matching W̃ panels.
 #[derive(Clone, Copy, Debug)]
 pub struct Segment<'a> {
     pub kc: usize,
     pub a: &'a [f32],
+    pub lda: usize,
     pub b: Panels<'a>,
 }
 
@@ -129,8 +136,13 @@ pub enum Store<'a> {
 }
 
 fn check_segment(ks: &KernelSet, seg: &Segment<'_>, mc: usize, nc: usize) {
-    let a_need = packed_len(mc, seg.kc, ks.mr).expect("size overflow");
-    assert!(seg.a.len() >= a_need, "macro_kernel: packed A too short");
+    if seg.kc > 0 {
+        assert!(seg.kc <= seg.lda, "macro_kernel: A row stride below kc");
+        assert!(
+            (mc - 1) * seg.lda + seg.kc <= seg.a.len(),
+            "macro_kernel: A too short"
+        );
+    }
     match seg.b {
         Panels::Packed(b) => {
             let b_need = packed_len(nc, seg.kc, ks.nr).expect("size overflow");
@@ -193,23 +205,21 @@ pub fn macro_kernel(
         let j0 = jr * nr;
         let n = nr.min(nc - j0);
         let b1 = panel(main.b, main.kc, nr, jr, n, &mut scratch1);
-        let (a2, b2) = match &lora {
-            Some(l) => (l.a, panel(l.b, l.kc, nr, jr, n, &mut scratch2)),
-            None => (empty, empty),
+        let (a2, lda2, b2) = match &lora {
+            Some(l) => (l.a, l.lda, panel(l.b, l.kc, nr, jr, n, &mut scratch2)),
+            None => (empty, 0, empty),
         };
         for ir in 0..mc.div_ceil(mr) {
             let i0 = ir * mr;
             let m = mr.min(mc - i0);
             let args = MicroArgs {
                 k1: main.kc,
-                a1: main.a[ir * mr * main.kc..].as_ptr(),
+                a1: main.a.as_ptr().wrapping_add(i0 * main.lda),
+                lda1: main.lda,
                 b1: b1.as_ptr(),
                 k2,
-                a2: if k2 > 0 {
-                    a2[ir * mr * k2..].as_ptr()
-                } else {
-                    a2.as_ptr()
-                },
+                a2: a2.as_ptr().wrapping_add(i0 * lda2),
+                lda2,
                 b2: b2.as_ptr(),
                 c: c.ptr_at(i0, j0),
                 ldc: c.ld(),
@@ -217,9 +227,10 @@ pub fn macro_kernel(
                 bias: bias.map_or(core::ptr::null(), |b| b[j0..].as_ptr()),
                 first,
             };
-            // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::new); `m ≤ MR` picks
-            // the instantiation; A panels hold `⌈mc/MR⌉·MR·k` values and B panels `NR·k`
-            // (checked above / by `panel`), C's tile (i0.., j0..) of m × n lies inside `c`'s
+            // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::for_isa); `m ≤ MR`
+            // picks the instantiation; A holds rows i0..i0+m of k values at stride lda (checked
+            // above: (mc−1)·lda + k ≤ len, pointers only dereferenced when k > 0), B panels
+            // `NR·k` values (checked above / by `panel`), C's tile (i0.., j0..) of m × n lies inside `c`'s
             // rectangle (m ≤ mc − i0, n ≤ nc − j0), and bias has nc values.
             unsafe { (ks.micro[m - 1])(&args) };
         }
@@ -239,7 +250,7 @@ fn panel<'a: 'r, 'r>(
         Panels::Packed(b) => &b[jr * nr * kc..][..nr * kc],
         Panels::Raw { w, ld, k0 } => {
             let rows = &w[jr * nr * ld..];
-            pack_panels(rows, ld, n, k0, kc, nr, 1.0, scratch);
+            pack_panels(rows, ld, n, k0, kc, nr, scratch);
             scratch
         }
     }

@@ -16,6 +16,7 @@
 
 #[cfg(feature = "baselines")]
 pub mod baseline;
+pub mod blocking;
 pub mod dot;
 pub mod gemm;
 pub mod isa;
@@ -31,8 +32,10 @@ pub use mat::MatMut;
 
 use dot::DotFn;
 use gemm::MicroFn;
+use std::sync::OnceLock;
 
 /// One ISA's kernels and block sizes (BLIS's "context"). Obtain it with [`KernelSet::for_isa`].
+#[derive(Clone, Copy)]
 pub struct KernelSet {
     /// The ISA these kernels run.
     pub isa: Isa,
@@ -40,7 +43,7 @@ pub struct KernelSet {
     pub mr: usize,
     /// Micro-tile columns (output features per register tile; vector operand).
     pub nr: usize,
-    /// Depth of a K block (PC loop): an MR×KC x panel plus an NR×KC W panel stay in L1/L2.
+    /// Depth of a K block (PC loop). In the per-ISA templates below: the cap for the derived value.
     pub kc: usize,
     /// Rows of an x block (IC loop): the MC×KC packed x block stays in L2. A multiple of MR.
     pub mc: usize,
@@ -68,17 +71,39 @@ impl std::fmt::Debug for KernelSet {
 }
 
 impl KernelSet {
-    /// The kernels for `isa`, or for the best path below it if this CPU lacks it.
+    /// The kernels for `isa`, or for the best path below it if this CPU lacks it. The cache
+    /// blocks are derived once from this CPU's caches (see [`blocking`]).
     pub fn for_isa(isa: Isa) -> &'static KernelSet {
-        match isa.usable() {
+        static SETS: [OnceLock<KernelSet>; 4] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
+        let isa = isa.usable();
+        let (template, slot): (&KernelSet, usize) = match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => &avx512::SET,
+            Isa::Avx512 => (&avx512::SET, 3),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => &avx2::SET,
+            Isa::Avx2 => (&avx2::SET, 2),
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => &neon::SET,
-            _ => &portable::SET,
-        }
+            Isa::Neon => (&neon::SET, 1),
+            _ => (&portable::SET, 0),
+        };
+        SETS[slot].get_or_init(|| {
+            let (kc, mc, nc) = blocking::derive(
+                template.mr,
+                template.nr,
+                template.kc,
+                blocking::Caches::detect(),
+            );
+            KernelSet {
+                kc,
+                mc,
+                nc,
+                ..*template
+            }
+        })
     }
 
     /// The kernels the library uses by default ([`Isa::selected`]).
@@ -102,7 +127,7 @@ macro_rules! isa_kernels {
 
             $(#[$attr])*
             unsafe fn micro<const M: usize>(p: &MicroArgs) {
-                micro_body::<$S, $mr, $nv, M>(p)
+                micro_body::<$S, $nv, M>(p)
             }
 
             $(#[$attr])*

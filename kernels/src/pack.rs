@@ -1,16 +1,18 @@
-//! Packing: copying a block of a row-major operand into the micro-panel layout the
-//! micro-kernel streams.
+//! Packing: copying a block of W (or B) into the micro-panel layout the micro-kernel streams.
 //!
-//! Both operands of `y = x̃·W̃ᵀ` are stored "K-contiguous" (a row of x, a row of W), and the
-//! micro-kernel wants the K index outermost inside a panel:
+//! W is stored "K-contiguous" (a row of W is one output feature), and the micro-kernel wants
+//! NR features side by side at each k:
 //!
 //! ```text
-//!   x̃ block (mc × kc)  →  ⌈mc/MR⌉ panels, each kc × MR:  panel[k][i] = x̃[ir·MR + i][k0 + k]
 //!   W̃ block (nc × kc)  →  ⌈nc/NR⌉ panels, each kc × NR:  panel[k][j] = W̃[jr·NR + j][k0 + k]
 //! ```
 //!
 //! Rows past the edge are packed as zeros, so the micro-kernel always reads full panels; it
-//! never stores those lanes.
+//! never stores those lanes. Packing is a transpose of NR × kc tiles: with AVX2 it runs as 8 × 8
+//! register transposes (the one-shot API packs W on every call, so this is on its hot path);
+//! elsewhere, and for edges, as scalar copies.
+
+use crate::Isa;
 
 /// Length of the packed form of `n` rows × `kc` depth at panel width `width`
 /// (`None` on overflow).
@@ -19,7 +21,7 @@ pub fn packed_len(n: usize, kc: usize, width: usize) -> Option<usize> {
 }
 
 /// Packs rows `0..n` of `src` (row stride `ld`), columns `k0..k0 + kc`, into `⌈n/width⌉`
-/// panels of `kc × width`, multiplying by `scale` (exactly 1.0 copies bit for bit).
+/// panels of `kc × width`, bit for bit.
 ///
 /// Panics if `src` or `dst` is too short, or `k0 + kc > ld` (internal misuse; the public crate
 /// validates lengths first).
@@ -30,7 +32,6 @@ pub fn pack_panels(
     k0: usize,
     kc: usize,
     width: usize,
-    scale: f32,
     dst: &mut [f32],
 ) {
     assert!(width > 0);
@@ -41,24 +42,119 @@ pub fn pack_panels(
     }
     assert!(k0 + kc <= ld, "pack: columns out of range");
     assert!((n - 1) * ld + k0 + kc <= src.len(), "pack: src too short");
+    let simd = width.is_multiple_of(8) && Isa::Avx2.is_available();
     for (p, panel) in dst[..need].chunks_exact_mut(kc * width).enumerate() {
         let r0 = p * width;
         let valid = width.min(n - r0);
-        for j in 0..valid {
-            let row = &src[(r0 + j) * ld + k0..][..kc];
-            if scale == 1.0 {
-                for (k, &v) in row.iter().enumerate() {
-                    panel[k * width + j] = v;
+        let mut j = 0;
+        if simd {
+            let k8 = kc / 8 * 8;
+            while j + 8 <= valid {
+                #[cfg(target_arch = "x86_64")]
+                for k in (0..k8).step_by(8) {
+                    // SAFETY: AVX2 is available (checked above). Rows r0+j..r0+j+8 < n exist
+                    // and columns k0+k..k0+k+8 ≤ k0+kc ≤ ld, so every source read lies inside
+                    // `src` ((n−1)·ld + k0 + kc ≤ len, asserted above); the 8 destination
+                    // rows (k..k+8) × columns (j..j+8) lie inside this kc × width panel.
+                    unsafe {
+                        x86::transpose8x8(
+                            src.as_ptr().add((r0 + j) * ld + k0 + k),
+                            ld,
+                            panel.as_mut_ptr().add(k * width + j),
+                            width,
+                        )
+                    };
                 }
-            } else {
-                for (k, &v) in row.iter().enumerate() {
-                    panel[k * width + j] = v * scale;
+                for jj in j..j + 8 {
+                    let row = &src[(r0 + jj) * ld + k0..][..kc];
+                    for k in k8..kc {
+                        panel[k * width + jj] = row[k];
+                    }
                 }
+                j += 8;
+            }
+        }
+        for jj in j..valid {
+            let row = &src[(r0 + jj) * ld + k0..][..kc];
+            for (k, &v) in row.iter().enumerate() {
+                panel[k * width + jj] = v;
             }
         }
         if valid < width {
             for k in 0..kc {
                 panel[k * width + valid..(k + 1) * width].fill(0.0);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::*;
+
+    /// dst[k·ldd + i] = src[i·ld + k] for i, k in 0..8.
+    ///
+    /// # Safety
+    /// AVX2 available; `src` readable for 8 rows of 8 at stride `ld`, `dst` writable for 8 rows
+    /// of 8 at stride `ldd`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
+        let r = |i: usize| _mm256_loadu_ps(src.add(i * ld));
+        let (r0, r1, r2, r3, r4, r5, r6, r7) = (r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
+        // pairs of rows interleaved
+        let t0 = _mm256_unpacklo_ps(r0, r1);
+        let t1 = _mm256_unpackhi_ps(r0, r1);
+        let t2 = _mm256_unpacklo_ps(r2, r3);
+        let t3 = _mm256_unpackhi_ps(r2, r3);
+        let t4 = _mm256_unpacklo_ps(r4, r5);
+        let t5 = _mm256_unpackhi_ps(r4, r5);
+        let t6 = _mm256_unpacklo_ps(r6, r7);
+        let t7 = _mm256_unpackhi_ps(r6, r7);
+        // quads: column k of rows 0..4 (low lane: k, high lane: k + 4)
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let w = |k: usize, v: __m256| _mm256_storeu_ps(dst.add(k * ldd), v);
+        w(0, _mm256_permute2f128_ps::<0x20>(u0, u4));
+        w(1, _mm256_permute2f128_ps::<0x20>(u1, u5));
+        w(2, _mm256_permute2f128_ps::<0x20>(u2, u6));
+        w(3, _mm256_permute2f128_ps::<0x20>(u3, u7));
+        w(4, _mm256_permute2f128_ps::<0x31>(u0, u4));
+        w(5, _mm256_permute2f128_ps::<0x31>(u1, u5));
+        w(6, _mm256_permute2f128_ps::<0x31>(u2, u6));
+        w(7, _mm256_permute2f128_ps::<0x31>(u3, u7));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_is_a_padded_transpose() {
+        for &(n, ld, k0, kc, width) in &[
+            (5usize, 9usize, 1usize, 7usize, 4usize),
+            (37, 40, 3, 35, 16),
+            (64, 300, 17, 283, 32),
+            (8, 8, 0, 8, 8),
+        ] {
+            let src: Vec<f32> = (0..n * ld).map(|i| i as f32).collect();
+            let mut dst = vec![f32::NAN; packed_len(n, kc, width).unwrap()];
+            pack_panels(&src, ld, n, k0, kc, width, &mut dst);
+            for p in 0..n.div_ceil(width) {
+                for k in 0..kc {
+                    for j in 0..width {
+                        let got = dst[p * kc * width + k * width + j];
+                        let r = p * width + j;
+                        let want = if r < n { src[r * ld + k0 + k] } else { 0.0 };
+                        assert_eq!(got.to_bits(), want.to_bits(), "n {n} p {p} k {k} j {j}");
+                    }
+                }
             }
         }
     }

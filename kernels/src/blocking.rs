@@ -1,0 +1,126 @@
+//! Cache blocks (KC, MC, NC) from the cache sizes this CPU reports.
+//!
+//! The loop order (JR outside IR) keeps one `KC × NR` W̃ micro-panel in L1 while the x̃
+//! micro-panels (`MR × KC`) stream past it from the `MC × KC` x̃ block held in L2, and the
+//! `KC × NC` W̃ block is reused from L3 by every row block. So:
+//!
+//! - KC: the W̃ micro-panel fills about half of L1 (the rest holds the x̃ micro-panel and the
+//!   C tile), at least 128 and at most the ISA's own cap;
+//! - MC: the x̃ block fills about half of L2 (the rest: W̃ panels passing through, C), a
+//!   multiple of MR;
+//! - NC: the W̃ block fills about a quarter of L3 (shared with the other core and with x, y).
+//!
+//! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096` overrides any of them (for tuning experiments).
+
+use std::sync::OnceLock;
+
+/// Per-core data cache sizes in bytes (L3: the whole cache the core sees).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caches {
+    pub l1d: usize,
+    pub l2: usize,
+    pub l3: usize,
+}
+
+impl Caches {
+    /// Used when the OS does not say (typical of current x86 server cores).
+    pub const DEFAULT: Caches = Caches {
+        l1d: 32 << 10,
+        l2: 512 << 10,
+        l3: 32 << 20,
+    };
+
+    /// The caches of CPU 0, read once (Linux sysfs; the defaults elsewhere).
+    pub fn detect() -> Caches {
+        static C: OnceLock<Caches> = OnceLock::new();
+        *C.get_or_init(|| read_sysfs().unwrap_or(Caches::DEFAULT))
+    }
+}
+
+fn read_sysfs() -> Option<Caches> {
+    let mut c = Caches {
+        l1d: 0,
+        l2: 0,
+        l3: 0,
+    };
+    for i in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+        let Ok(level) = std::fs::read_to_string(format!("{dir}/level")) else {
+            break;
+        };
+        let kind = std::fs::read_to_string(format!("{dir}/type")).ok()?;
+        let size = parse_size(&std::fs::read_to_string(format!("{dir}/size")).ok()?)?;
+        match (level.trim(), kind.trim()) {
+            ("1", "Data") => c.l1d = size,
+            ("2", "Unified" | "Data") => c.l2 = size,
+            ("3", "Unified") => c.l3 = size,
+            _ => {}
+        }
+    }
+    let l3 = if c.l3 > 0 { c.l3 } else { c.l2 };
+    (c.l1d > 0 && c.l2 > 0).then_some(Caches { l3, ..c })
+}
+
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, mult) = match s.as_bytes().last()? {
+        b'K' => (&s[..s.len() - 1], 1 << 10),
+        b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<usize>().ok().map(|n| n * mult)
+}
+
+/// (KC, MC, NC) for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
+pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> (usize, usize, usize) {
+    let kc = (c.l1d / 2 / (nr * 4)).clamp(128, kc_cap.max(128)) / 8 * 8;
+    let mc = ((c.l2 / 2 / (kc * 4)) / mr * mr).clamp(mr, 4096 / mr * mr);
+    let nc = ((c.l3 / 4 / (kc * 4)) / nr * nr).clamp(nr, 16384);
+    let (mut kc, mut mc, mut nc) = (kc, mc, nc);
+    if let Ok(v) = std::env::var("FUSED_LORA_BLOCKING") {
+        for part in v.split(',') {
+            let mut it = part.splitn(2, '=');
+            let (Some(key), Some(val)) = (
+                it.next(),
+                it.next().and_then(|x| x.trim().parse::<usize>().ok()),
+            ) else {
+                continue;
+            };
+            match key.trim() {
+                "kc" if val > 0 => kc = val,
+                "mc" if val > 0 => mc = val.div_ceil(mr) * mr,
+                "nc" if val > 0 => nc = val.div_ceil(nr) * nr,
+                _ => {}
+            }
+        }
+    }
+    (kc, mc, nc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("32K\n"), Some(32 << 10));
+        assert_eq!(parse_size("1M"), Some(1 << 20));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn derived_blocks_fit() {
+        let c = Caches {
+            l1d: 32 << 10,
+            l2: 512 << 10,
+            l3: 32 << 20,
+        };
+        let (kc, mc, nc) = derive(6, 16, 512, c);
+        assert_eq!(kc, 256);
+        assert_eq!(mc % 6, 0);
+        assert!(mc * kc * 4 <= c.l2 / 2);
+        assert_eq!(nc % 16, 0);
+    }
+}
