@@ -1,1 +1,238 @@
-fn main() {}
+//! fused-lora against the unfused path a Rust engine writes today, on the benchmark shapes.
+//!
+//!     cargo bench --bench lora                      # everything (~10 min on 2 cores)
+//!     cargo bench --bench lora -- seed/             # one shape (criterion's name filter)
+//!     cargo bench --bench lora -- --test            # smoke: each variant once
+//!
+//! Per shape and thread count (ids `shape/threads/variant`):
+//! - `fused_layer`:   `LoraLinear::forward` (weights packed once)
+//! - `fused_fn`:      `lora_linear` (packs W during the call, or reads it in place for ≤ 8 rows)
+//! - `fused_rank0`:   `LoraLinear::forward` without adapter (the LoRA overhead's denominator)
+//! - `unfused_mm`, `unfused_gemm`: bias + base GEMM + shrink + expand as three calls
+//! - `base_mm`, `base_gemm`: the peers' base GEMM alone (x·Wᵀ)
+//!
+//! Throughput is the op's FLOPs, 2·rows·(d_in·d_out + d_in·rank + rank·d_out) (base variants:
+//! 2·rows·d_in·d_out), so criterion's "elem/s" reads as FLOP/s. Decode shapes rotate over copies
+//! of W (256 MiB in all) so W comes from DRAM, as in a model with many layers. matrixmultiply
+//! takes its thread count from MATMUL_NUM_THREADS (read once per process), so its 2-thread ids
+//! run with whatever that variable says; the gemm crate gets the pool's size.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fused_lora::{lora_linear, Adapter, Dims, LoraLinear};
+use fused_lora_kernels::baseline::{self, Peer};
+use std::hint::black_box;
+use std::time::Duration;
+
+struct Shape {
+    name: &'static str,
+    dims: Dims,
+    cold: bool,
+}
+
+const fn shape(
+    name: &'static str,
+    rows: usize,
+    d_in: usize,
+    d_out: usize,
+    rank: usize,
+    cold: bool,
+) -> Shape {
+    Shape {
+        name,
+        dims: Dims {
+            rows,
+            d_in,
+            d_out,
+            rank,
+        },
+        cold,
+    }
+}
+
+const SHAPES: [Shape; 10] = [
+    shape("seed", 160, 768, 3072, 8, false),
+    shape("seed_r4", 160, 768, 3072, 4, false),
+    shape("seed_r16", 160, 768, 3072, 16, false),
+    shape("seed_r64", 160, 768, 3072, 64, false),
+    shape("seed_r128", 160, 768, 3072, 128, false),
+    shape("decode1_cold", 1, 4096, 4096, 16, true),
+    shape("decode8_cold", 8, 4096, 4096, 16, true),
+    shape("prefill512", 512, 4096, 4096, 16, false),
+    shape("long2048", 2048, 768, 3072, 8, false),
+    shape("decode8_hot", 8, 4096, 4096, 16, false),
+];
+
+fn fill(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    for sh in &SHAPES {
+        let Dims {
+            rows,
+            d_in,
+            d_out,
+            rank,
+        } = sh.dims;
+        let copies = if sh.cold {
+            ((256usize << 20) / (d_out * d_in * 4)).max(2)
+        } else {
+            1
+        };
+        let x = fill(rows * d_in, 1);
+        let ws: Vec<Vec<f32>> = (0..copies)
+            .map(|i| fill(d_out * d_in, 2 + i as u64))
+            .collect();
+        let bias = fill(d_out, 3);
+        let a = fill(rank * d_in, 4);
+        let b = fill(d_out * rank, 5);
+        let scale = 2.0;
+        let layers: Vec<LoraLinear> = ws
+            .iter()
+            .map(|w| {
+                let mut l = LoraLinear::new(d_in, d_out, w, Some(&bias)).unwrap();
+                l.set_adapter(rank, &a, &b, scale).unwrap();
+                l
+            })
+            .collect();
+        let bases: Vec<LoraLinear> = ws
+            .iter()
+            .map(|w| LoraLinear::new(d_in, d_out, w, Some(&bias)).unwrap())
+            .collect();
+        let mut y = vec![0.0f32; rows * d_out];
+        let mut t = vec![0.0f32; rows * rank];
+        let flops = sh.dims.flops() as u64;
+        let base_flops = 2 * (rows * d_in * d_out) as u64;
+        for threads in [1usize, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut g = c.benchmark_group(format!("{}/{threads}", sh.name));
+            g.sample_size(10)
+                .warm_up_time(Duration::from_millis(300))
+                .measurement_time(Duration::from_secs(2));
+            let mut i = 0usize;
+            let mut next = || {
+                i = (i + 1) % copies;
+                i
+            };
+            g.throughput(Throughput::Elements(flops));
+            g.bench_function(BenchmarkId::from_parameter("fused_layer"), |bn| {
+                bn.iter(|| {
+                    pool.install(|| layers[next()].forward(rows, black_box(&x), &mut y).unwrap())
+                })
+            });
+            g.bench_function(BenchmarkId::from_parameter("fused_fn"), |bn| {
+                bn.iter(|| {
+                    let w = &ws[next()];
+                    pool.install(|| {
+                        lora_linear(
+                            sh.dims,
+                            black_box(&x),
+                            w,
+                            Some(&bias),
+                            Adapter::new(&a, &b, scale),
+                            &mut y,
+                        )
+                        .unwrap()
+                    })
+                })
+            });
+            g.bench_function(BenchmarkId::from_parameter("unfused_mm"), |bn| {
+                bn.iter(|| {
+                    let w = &ws[next()];
+                    pool.install(|| {
+                        baseline::lora(
+                            Peer::MatrixMultiply,
+                            rows,
+                            d_in,
+                            d_out,
+                            rank,
+                            black_box(&x),
+                            w,
+                            Some(&bias),
+                            &a,
+                            &b,
+                            scale,
+                            &mut t,
+                            &mut y,
+                        )
+                    })
+                })
+            });
+            g.bench_function(BenchmarkId::from_parameter("unfused_gemm"), |bn| {
+                bn.iter(|| {
+                    let w = &ws[next()];
+                    pool.install(|| {
+                        baseline::lora(
+                            Peer::Gemm { threads },
+                            rows,
+                            d_in,
+                            d_out,
+                            rank,
+                            black_box(&x),
+                            w,
+                            Some(&bias),
+                            &a,
+                            &b,
+                            scale,
+                            &mut t,
+                            &mut y,
+                        )
+                    })
+                })
+            });
+            g.throughput(Throughput::Elements(base_flops));
+            g.bench_function(BenchmarkId::from_parameter("fused_rank0"), |bn| {
+                bn.iter(|| {
+                    pool.install(|| bases[next()].forward(rows, black_box(&x), &mut y).unwrap())
+                })
+            });
+            g.bench_function(BenchmarkId::from_parameter("base_mm"), |bn| {
+                bn.iter(|| {
+                    let w = &ws[next()];
+                    pool.install(|| {
+                        baseline::base(
+                            Peer::MatrixMultiply,
+                            rows,
+                            d_in,
+                            d_out,
+                            black_box(&x),
+                            w,
+                            &mut y,
+                        )
+                    })
+                })
+            });
+            g.bench_function(BenchmarkId::from_parameter("base_gemm"), |bn| {
+                bn.iter(|| {
+                    let w = &ws[next()];
+                    pool.install(|| {
+                        baseline::base(
+                            Peer::Gemm { threads },
+                            rows,
+                            d_in,
+                            d_out,
+                            black_box(&x),
+                            w,
+                            &mut y,
+                        )
+                    })
+                })
+            });
+            g.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,5 +1,7 @@
 //! # fused-lora
 //!
+//! (README: the two commands, an API example; docs/DESIGN.md: the design.)
+//!
 //! CPU kernels for LoRA linear layers, in one fused GEMM pass:
 //!
 //! ```text
@@ -15,7 +17,7 @@
 //!
 //! - One-shot: [`lora_linear`], [`lora_shrink`], [`lora_expand`], [`merge`], [`unmerge`].
 //! - Packed once, called many times: [`LoraLinear`].
-//! - Ground truth: [`reference`].
+//! - Ground truth: [`mod@reference`].
 //! - ISA: the best of AVX-512 / AVX2+FMA / NEON / portable, chosen at run time; the environment
 //!   variable `FUSED_LORA_ISA=portable|avx2|avx512|neon` lowers it, [`Kernels::for_isa`] picks one
 //!   per call site.
@@ -50,6 +52,11 @@ pub use error::LoraError;
 pub use fused_lora_kernels::Isa;
 pub use layer::LoraLinear;
 pub use merge::{merge, unmerge};
+
+/// The README's code examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 use dims::check_linear;
 use driver::{shrink, small_rows, Gemm, LoraTerm, WSrc};

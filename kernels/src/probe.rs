@@ -6,8 +6,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 /// f32 FMA throughput in GFLOP/s of `threads` threads running independent FMA chains with the
-/// widest vectors of `isa` (best of a few ~20 ms runs). 0 on the portable path (no FMA unit
-/// guarantee; report the compiled code's speed instead).
+/// widest vectors of `isa` (best of a few ~20 ms runs). 0 on the portable path (no FMA
+/// instruction to measure).
 pub fn fma_peak_gflops(isa: Isa, threads: usize) -> f64 {
     let isa = isa.usable();
     let iters: u64 = 2_000_000;
@@ -21,6 +21,11 @@ pub fn fma_peak_gflops(isa: Isa, threads: usize) -> f64 {
         Isa::Avx2 => (12.0 * 8.0 * 2.0, |n| {
             // SAFETY: `usable()` returned Avx2, so the CPU has AVX2 and FMA.
             unsafe { x86::fma_chains_avx2(n) }
+        }),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => (12.0 * 4.0 * 2.0, |n| {
+            // SAFETY: `usable()` returned Neon, so the CPU has Advanced SIMD.
+            unsafe { arm::fma_chains_neon(n) }
         }),
         _ => return 0.0,
     };
@@ -115,5 +120,28 @@ mod x86 {
             s = _mm512_add_ps(s, x);
         }
         _mm512_reduce_add_ps(s)
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use core::arch::aarch64::*;
+
+    /// 12 independent FMA chains of 4 lanes.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn fma_chains_neon(iters: u64) -> f32 {
+        let m = vdupq_n_f32(0.999_99);
+        let a = vdupq_n_f32(1e-6);
+        let mut v = [vdupq_n_f32(1.0); 12];
+        for _ in 0..iters {
+            for x in v.iter_mut() {
+                *x = vfmaq_f32(a, *x, m);
+            }
+        }
+        let mut s = vdupq_n_f32(0.0);
+        for x in v {
+            s = vaddq_f32(s, x);
+        }
+        vaddvq_f32(s)
     }
 }
