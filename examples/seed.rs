@@ -310,6 +310,8 @@ fn main() {
     println!("fused-lora seed job: rows {rows}, d_in {d_in}, d_out {d_out}, rank {rank}, threads {}, ISA {isa}, W {} ({:.1} MiB{})",
         o.threads, if o.cold { "cold" } else { "hot" }, (d_out * d_in * 4) as f64 / (1 << 20) as f64,
         if o.cold { format!(", {copies} copies rotated") } else { String::new() });
+    let (mr, nr, kc, mc, nc) = kern.blocking();
+    println!("blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}");
     print!(
         "FMA peak (probe, {} thr, {}): {:.1} GFLOP/s",
         o.threads,
@@ -350,8 +352,8 @@ fn main() {
             print!(" {gbs:.1} | {:.0}% |", 100.0 * gbs / bw.max(1e-9));
         }
         match errs[vi] {
-            Some(e) => println!(" {e:.3} |"),
-            None if vi == 3 => println!(" ({unfused_err:.3}) |"),
+            Some(e) => println!(" {e:.1e} |"),
+            None if vi == 3 => println!(" ({unfused_err:.1e}) |"),
             None => println!(" – |"),
         }
     }
@@ -359,7 +361,7 @@ fn main() {
         med[0] / med[2], flops / (2.0 * (rows * d_in * d_out) as f64));
     let worst = errs.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
     if worst <= 1.0 {
-        println!("check: fused outputs within the error bound 2·(d_in+rank+2)·ε·Σ|terms| (worst {worst:.3} of it) on {} rows", check_rows.len());
+        println!("check: fused outputs within the error bound 2·(d_in+rank+2)·ε·Σ|terms| (worst {worst:.1e} of it) on {} rows", check_rows.len());
     } else {
         println!("check: FAILED, a fused output exceeds the error bound ({worst:.3}×)");
         std::process::exit(1);

@@ -15,7 +15,7 @@
 //! - JR, IR and the micro-kernel: `fused_lora_kernels::macro_kernel`.
 
 use crate::error::{mul, LoraError};
-use fused_lora_kernels::pack::{pack_panels, packed_len};
+use fused_lora_kernels::pack::{pack_panels, packed_len, AlignedBuf};
 use fused_lora_kernels::{
     dot_kernel, macro_kernel, DotSeg, KernelSet, MatMut, Panels, Segment, Store,
 };
@@ -82,7 +82,7 @@ pub(crate) struct PackedW {
     pub blocks: Vec<(usize, usize)>,
     offsets: Vec<usize>,
     nr: usize,
-    data: Vec<f32>,
+    data: AlignedBuf,
 }
 
 impl PackedW {
@@ -103,7 +103,7 @@ impl PackedW {
         let total = packed_len(n, k, ks.nr).ok_or(LoraError::Overflow {
             what: "packed weight size",
         })?;
-        let mut data = vec![0.0f32; total];
+        let mut data = AlignedBuf::zeroed(total);
         let mut offsets = Vec::with_capacity(blocks.len());
         let mut parts: Vec<(&mut [f32], (usize, usize))> = Vec::with_capacity(blocks.len());
         let mut rest = data.as_mut_slice();
@@ -131,12 +131,13 @@ impl PackedW {
     /// Panels `p0..p1` of K block `b`.
     fn panels(&self, b: usize, p0: usize, p1: usize) -> &[f32] {
         let kc = self.blocks[b].1;
-        &self.data[self.offsets[b] + p0 * self.nr * kc..self.offsets[b] + p1 * self.nr * kc]
+        &self.data.as_slice()
+            [self.offsets[b] + p0 * self.nr * kc..self.offsets[b] + p1 * self.nr * kc]
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.data.len() * std::mem::size_of::<f32>()
+        self.data.as_slice().len() * std::mem::size_of::<f32>()
     }
 }
 
@@ -252,8 +253,8 @@ impl Gemm<'_> {
         let (trows, tcols) = (t.y.rows(), t.y.cols());
         let rank = lora.map_or(0, |l| l.rank);
         let several_ic = trows > ks.mc;
-        let mut wbuf = Vec::new();
-        let mut bbuf = Vec::new();
+        let mut wbuf = AlignedBuf::default();
+        let mut bbuf = AlignedBuf::default();
         let mut jc = 0;
         while jc < tcols {
             let ncb = ks.nc.min(tcols - jc);
@@ -315,16 +316,16 @@ fn weight_panels<'a>(
     p1: usize,
     block: usize,
     several_ic: bool,
-    buf: &'a mut Vec<f32>,
+    buf: &'a mut AlignedBuf,
 ) -> Panels<'a> {
     match src {
         WSrc::Packed(p) => Panels::Packed(p.panels(block, p0, p1)),
         WSrc::Raw(w) => {
             let rows = &w[col0 * ld..];
             if several_ic {
-                buf.resize((p1 - p0) * ks.nr * kc, 0.0);
-                pack_panels(rows, ld, ncb, k0, kc, ks.nr, buf);
-                Panels::Packed(buf)
+                buf.resize((p1 - p0) * ks.nr * kc);
+                pack_panels(rows, ld, ncb, k0, kc, ks.nr, buf.as_mut_slice());
+                Panels::Packed(buf.as_slice())
             } else {
                 Panels::Raw { w: rows, ld, k0 }
             }

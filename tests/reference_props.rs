@@ -100,16 +100,16 @@ proptest! {
     }
 }
 
-/// Shapes at the block boundaries: several K blocks (KC), several row blocks (MC, which
-/// switches the one-shot path to per-block packing), edges of MR/NR, and more than NC columns.
+/// Shapes near this machine's block boundaries (KC, MC, NC come from its caches; see also
+/// tests/small_blocks.rs, which forces tiny blocks so that every boundary is crossed).
 #[test]
 fn block_boundaries() {
     let shapes = [
-        (9, 385, 33, 3),    // small-rows cutoff + 1, K just over one block
-        (13, 800, 95, 7),   // three K blocks, ragged NR edge
-        (25, 1025, 17, 16), // K blocks of the portable path too
-        (497, 40, 70, 5),   // rows > MC = 480: several IC blocks
-        (7, 64, 3100, 4),   // d_out > NC = 3072
+        (9, 385, 33, 3),    // small-rows cutoff + 1, K just over the AVX-512 block
+        (13, 800, 95, 7),   // two or three K blocks, ragged NR edge
+        (25, 1025, 17, 16), // several K blocks on every path
+        (497, 40, 70, 5),   // rows > MC: several IC blocks (per-block packing)
+        (7, 64, 3100, 4),   // d_out > NC on most machines
         (12, 16, 32, 0),    // exact AVX-512 tile
         (6, 8, 16, 1),      // exact AVX2 tile
         (1, 4096, 40, 16),  // decode row

@@ -12,7 +12,7 @@
 //! See docs/DESIGN.md, "Micro-kernel contract".
 
 use crate::mat::MatMut;
-use crate::pack::{pack_panels, packed_len};
+use crate::pack::{pack_panels, packed_len, AlignedBuf};
 
 use crate::simd::Simd;
 use crate::KernelSet;
@@ -55,20 +55,25 @@ pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 #[inline(always)]
 pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
     let mut acc = [[S::zero(); NV]; M];
-    for (k, mut a, lda, mut b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
-        for _ in 0..k {
-            let mut bv = [S::zero(); NV];
-            for (v, bvv) in bv.iter_mut().enumerate() {
-                *bvv = S::load(b.add(v * S::LANES));
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let av = S::splat(*a.add(i * lda));
-                for (accv, &bvv) in row.iter_mut().zip(bv.iter()) {
-                    *accv = S::fma(av, bvv, *accv);
-                }
-            }
-            a = a.add(1);
-            b = b.add(NV * S::LANES);
+    for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
+        // One base pointer per row, indexed by k: the loop then only advances k (no pointer
+        // arithmetic per row per step), unrolled by 4 to spread the loop overhead.
+        let mut rows = [a; M];
+        for (i, r) in rows.iter_mut().enumerate() {
+            *r = a.wrapping_add(i * lda);
+        }
+        let k4 = k - k % 4;
+        let mut kk = 0;
+        while kk < k4 {
+            step::<S, NV, M>(&mut acc, &rows, b, kk);
+            step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
+            step::<S, NV, M>(&mut acc, &rows, b, kk + 2);
+            step::<S, NV, M>(&mut acc, &rows, b, kk + 3);
+            kk += 4;
+        }
+        while kk < k {
+            step::<S, NV, M>(&mut acc, &rows, b, kk);
+            kk += 1;
         }
     }
     for (i, row) in acc.iter().enumerate() {
@@ -102,6 +107,29 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
             } else {
                 S::store_partial(crow.add(col), r, cnt);
             }
+        }
+    }
+}
+
+/// One k step of the micro-kernel: NV vectors of the W̃ panel times M broadcasts of x.
+///
+/// # Safety
+/// As [`micro_body`]: row pointers valid at `kk`, panel valid for `(kk + 1)·NR` values.
+#[inline(always)]
+unsafe fn step<S: Simd, const NV: usize, const M: usize>(
+    acc: &mut [[S::V; NV]; M],
+    rows: &[*const f32; M],
+    b: *const f32,
+    kk: usize,
+) {
+    let mut bv = [S::zero(); NV];
+    for (v, bvv) in bv.iter_mut().enumerate() {
+        *bvv = S::load(b.add(kk * NV * S::LANES + v * S::LANES));
+    }
+    for (row, &r) in acc.iter_mut().zip(rows.iter()) {
+        let av = S::splat(*r.add(kk));
+        for (accv, &bvv) in row.iter_mut().zip(bv.iter()) {
+            *accv = S::fma(av, bvv, *accv);
         }
     }
 }
@@ -193,20 +221,24 @@ pub fn macro_kernel(
     let k2 = lora.map_or(0, |l| l.kc);
     // Scratch panels for Raw sources: one W̃ panel (and one B panel) at a time.
     let mut scratch1 = match main.b {
-        Panels::Raw { .. } => vec![0.0f32; main.kc * nr],
-        Panels::Packed(_) => Vec::new(),
+        Panels::Raw { .. } => AlignedBuf::zeroed(main.kc * nr),
+        Panels::Packed(_) => AlignedBuf::default(),
     };
     let mut scratch2 = match lora.map(|l| l.b) {
-        Some(Panels::Raw { .. }) => vec![0.0f32; k2 * nr],
-        _ => Vec::new(),
+        Some(Panels::Raw { .. }) => AlignedBuf::zeroed(k2 * nr),
+        _ => AlignedBuf::default(),
     };
     let empty: &[f32] = &[];
     for jr in 0..nc.div_ceil(nr) {
         let j0 = jr * nr;
         let n = nr.min(nc - j0);
-        let b1 = panel(main.b, main.kc, nr, jr, n, &mut scratch1);
+        let b1 = panel(main.b, main.kc, nr, jr, n, scratch1.as_mut_slice());
         let (a2, lda2, b2) = match &lora {
-            Some(l) => (l.a, l.lda, panel(l.b, l.kc, nr, jr, n, &mut scratch2)),
+            Some(l) => (
+                l.a,
+                l.lda,
+                panel(l.b, l.kc, nr, jr, n, scratch2.as_mut_slice()),
+            ),
             None => (empty, 0, empty),
         };
         for ir in 0..mc.div_ceil(mr) {

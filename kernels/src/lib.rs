@@ -43,7 +43,8 @@ pub struct KernelSet {
     pub mr: usize,
     /// Micro-tile columns (output features per register tile; vector operand).
     pub nr: usize,
-    /// Depth of a K block (PC loop). In the per-ISA templates below: the cap for the derived value.
+    /// Depth of a K block (PC loop). In the per-ISA templates below: the cap for the derived
+    /// value (see [`blocking`]).
     pub kc: usize,
     /// Rows of an x block (IC loop): the MC×KC packed x block stays in L2. A multiple of MR.
     pub mc: usize,
@@ -157,8 +158,7 @@ macro_rules! isa_kernels {
 }
 
 // AVX-512: 12 × 32 tile = 24 zmm accumulators + 2 W vectors + 1 broadcast (of 32 registers).
-// KC 384: the 12×384 x panel (18 KiB) + 32×384 W panel (48 KiB) stream from L1/L2; MC 480: the
-// 480×384 x block (720 KiB) stays in the 1 MiB L2. Measured at peak on Zen 4 (shared/style.md).
+// KC cap 384 (measured at peak on Zen 4, shared/style.md); the cache rule gives 384 on 32 KiB L1.
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(enable = "avx512f,avx2,fma")],
     mr: 12, nv: 2, kc: 384, mc: 480, nc: 3072, rx: 4, jw: 4,
@@ -168,16 +168,16 @@ isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(en
 // spills and runs at half speed here). Small-rows tile 2 × 4: 8 accumulators + 6 loads.
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx2, crate::Isa::Avx2, crate::simd::Avx2, [target_feature(enable = "avx2,fma")],
-    mr: 6, nv: 2, kc: 384, mc: 480, nc: 3072, rx: 2, jw: 4,
+    mr: 6, nv: 2, kc: 768, mc: 168, nc: 3072, rx: 2, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2]);
 
 // NEON: 6 × 16 tile = 24 q accumulators + 4 W + 1 broadcast of 32 registers.
 #[cfg(target_arch = "aarch64")]
 isa_kernels!(neon, crate::Isa::Neon, crate::simd::Neon, [target_feature(enable = "neon")],
-    mr: 6, nv: 4, kc: 256, mc: 240, nc: 3072, rx: 4, jw: 4,
+    mr: 6, nv: 4, kc: 768, mc: 240, nc: 3072, rx: 4, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2 3 4]);
 
 // Portable: `wide::f32x8`, 4 × 8 tile (on baseline x86-64 each f32x8 is two SSE registers).
 isa_kernels!(portable, crate::Isa::Portable, crate::simd::Portable, [],
-    mr: 4, nv: 1, kc: 256, mc: 256, nc: 3072, rx: 2, jw: 2,
+    mr: 4, nv: 1, kc: 512, mc: 256, nc: 3072, rx: 2, jw: 2,
     ms: [1 2 3 4], rxs: [1 2]);

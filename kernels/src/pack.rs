@@ -14,6 +14,42 @@
 
 use crate::Isa;
 
+/// A zeroed f32 buffer whose usable part starts on a 64-byte cache line, so that no panel load
+/// (NR·4 bytes per k, a multiple of 32) straddles two lines.
+#[derive(Clone, Debug, Default)]
+pub struct AlignedBuf {
+    data: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// `len` zeros, 64-byte aligned.
+    pub fn zeroed(len: usize) -> Self {
+        let mut b = AlignedBuf::default();
+        b.resize(len);
+        b
+    }
+
+    /// Makes the buffer `len` long (contents unspecified where it grew: zero or old values).
+    pub fn resize(&mut self, len: usize) {
+        if self.data.len() < len + 16 {
+            self.data = vec![0.0f32; len + 16];
+            let misalign = (self.data.as_ptr() as usize % 64) / 4;
+            self.start = if misalign == 0 { 0 } else { 16 - misalign };
+        }
+        self.len = len;
+    }
+
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data[self.start..self.start + self.len]
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data[self.start..self.start + self.len]
+    }
+}
+
 /// Length of the packed form of `n` rows × `kc` depth at panel width `width`
 /// (`None` on overflow).
 pub fn packed_len(n: usize, kc: usize, width: usize) -> Option<usize> {

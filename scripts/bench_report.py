@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Tables (and an SVG plot) from the criterion results of `cargo bench --bench lora`.
+
+    python3 scripts/bench_report.py [--dir target/criterion] [--peak1 GFLOPS --peak2 GFLOPS]
+                                    [--svg docs/perf.svg]
+
+Reads each benchmark's median (new/estimates.json) and FLOP count (benchmark.json). Prints, per
+shape and thread count: median ms, GFLOP/s and % of the given FMA peak for every variant, and
+the same-run ratios: fused_layer / base_gemm, fused_fn / base_gemm, fused_layer / unfused_gemm,
+and the LoRA overhead fused_layer / fused_rank0. Standard library only.
+"""
+import argparse
+import json
+import os
+import sys
+
+VARIANTS = ["fused_layer", "fused_fn", "fused_rank0", "unfused_mm", "unfused_gemm", "base_mm", "base_gemm"]
+
+
+def load(root):
+    out = {}
+    for group in sorted(os.listdir(root)):
+        gdir = os.path.join(root, group)
+        if not os.path.isdir(gdir) or "_" not in group:
+            continue
+        for var in os.listdir(gdir):
+            est = os.path.join(gdir, var, "new", "estimates.json")
+            bj = os.path.join(gdir, var, "new", "benchmark.json")
+            if not (os.path.exists(est) and os.path.exists(bj)):
+                continue
+            with open(est) as f:
+                med_ns = json.load(f)["median"]["point_estimate"]
+            with open(bj) as f:
+                b = json.load(f)
+            shape, threads = b["group_id"].rsplit("/", 1)
+            flops = (b.get("throughput") or {}).get("Elements", 0)
+            out[(shape, int(threads), var)] = (med_ns / 1e6, flops)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", default="target/criterion")
+    ap.add_argument("--peak1", type=float, default=0.0)
+    ap.add_argument("--peak2", type=float, default=0.0)
+    ap.add_argument("--svg", default="")
+    a = ap.parse_args()
+    data = load(a.dir)
+    if not data:
+        sys.exit(f"no criterion results under {a.dir}")
+    shapes = sorted({k[0] for k in data}, key=lambda s: list(k[0] for k in data).index(s))
+    order = ["seed", "seed_r4", "seed_r16", "seed_r64", "seed_r128", "decode1_cold", "decode8_cold", "decode8_hot", "prefill512", "long2048"]
+    shapes = [s for s in order if s in shapes] + [s for s in shapes if s not in order]
+    peak = {1: a.peak1, 2: a.peak2}
+    print("| shape | thr | variant | ms | GFLOP/s | % peak |")
+    print("|---|---:|---|---:|---:|---:|")
+    for s in shapes:
+        for t in (1, 2):
+            for v in VARIANTS:
+                if (s, t, v) not in data:
+                    continue
+                ms, fl = data[(s, t, v)]
+                g = fl / ms / 1e6 if ms else 0
+                pk = f"{100 * g / peak[t]:.0f}%" if peak[t] else ""
+                print(f"| {s} | {t} | {v} | {ms:.3f} | {g:.1f} | {pk} |")
+    print()
+    print("| shape | thr | fused_layer / base_gemm | fused_fn / base_gemm | fused_layer / unfused_gemm | fused_layer / fused_rank0 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    ratios = {}
+    for s in shapes:
+        for t in (1, 2):
+            g = lambda v: data.get((s, t, v), (float("nan"), 0))[0]
+            r = (g("fused_layer") / g("base_gemm"), g("fused_fn") / g("base_gemm"), g("fused_layer") / g("unfused_gemm"), g("fused_layer") / g("fused_rank0"))
+            ratios[(s, t)] = r
+            print(f"| {s} | {t} | " + " | ".join(f"{x:.3f}" for x in r) + " |")
+    if a.svg:
+        write_svg(a.svg, data, ratios)
+        print(f"\nwrote {a.svg}", file=sys.stderr)
+
+
+def write_svg(path, data, ratios):
+    """Two panels: GFLOP/s of fused_layer vs base_gemm per shape (1 and 2 threads), and the
+    LoRA overhead fused_layer / fused_rank0 against rank on the seed shape."""
+    W, H, pad = 900, 360, 50
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{2 * H}" font-family="sans-serif" font-size="11">',
+             '<rect width="100%" height="100%" fill="white"/>']
+    shapes = [s for s in ["decode1_cold", "decode8_cold", "decode8_hot", "seed", "prefill512", "long2048"] if any(k[0] == s for k in data)]
+    series = [("fused_layer", 1, "#1f77b4"), ("fused_layer", 2, "#aec7e8"), ("base_gemm", 1, "#d62728"), ("base_gemm", 2, "#ff9896"), ("base_mm", 1, "#2ca02c")]
+    vals = [data[(s, t, v)][1] / data[(s, t, v)][0] / 1e6 for s in shapes for v, t, _ in series if (s, t, v) in data]
+    top = max(vals + [1.0]) * 1.1
+    parts.append(f'<text x="{pad}" y="20" font-size="14">GFLOP/s by shape (rows grow left to right): fused-lora LoraLinear vs gemm / matrixmultiply base GEMM</text>')
+    bw = (W - 2 * pad) / max(len(shapes), 1)
+    for i, s in enumerate(shapes):
+        x0 = pad + i * bw
+        parts.append(f'<text x="{x0 + bw / 2}" y="{H - 15}" text-anchor="middle">{s}</text>')
+        for j, (v, t, col) in enumerate(series):
+            if (s, t, v) not in data:
+                continue
+            ms, fl = data[(s, t, v)]
+            g = fl / ms / 1e6
+            h = (H - 80) * g / top
+            x = x0 + 8 + j * (bw - 16) / len(series)
+            parts.append(f'<rect x="{x:.1f}" y="{H - 30 - h:.1f}" width="{(bw - 16) / len(series) - 2:.1f}" height="{h:.1f}" fill="{col}"/>')
+            parts.append(f'<text x="{x + 2:.1f}" y="{H - 33 - h:.1f}" font-size="9">{g:.0f}</text>')
+    for j, (v, t, col) in enumerate(series):
+        parts.append(f'<rect x="{pad + j * 150}" y="30" width="10" height="10" fill="{col}"/><text x="{pad + j * 150 + 14}" y="39">{v} {t} thr</text>')
+    # overhead vs rank
+    y0 = H
+    ranks = [(4, "seed_r4"), (8, "seed"), (16, "seed_r16"), (64, "seed_r64"), (128, "seed_r128")]
+    parts.append(f'<text x="{pad}" y="{y0 + 25}" font-size="14">LoRA overhead vs rank (seed shape): fused_layer / fused_rank0, and the FLOP ratio</text>')
+    pts = {1: [], 2: []}
+    for r, s in ranks:
+        for t in (1, 2):
+            if (s, t) in ratios and ratios[(s, t)][3] == ratios[(s, t)][3]:
+                pts[t].append((r, ratios[(s, t)][3]))
+    flop = [(r, 1 + (768 * r + r * 3072) / (768 * 3072)) for r, _ in ranks]
+    allv = [v for p in pts.values() for _, v in p] + [v for _, v in flop]
+    lo, hi = min(allv + [1.0]) - 0.02, max(allv + [1.0]) + 0.02
+    X = lambda r: pad + (W - 2 * pad) * (ranks.index(next(x for x in ranks if x[0] == r))) / (len(ranks) - 1)
+    Y = lambda v: y0 + H - 40 - (H - 90) * (v - lo) / (hi - lo)
+    for r, _ in ranks:
+        parts.append(f'<text x="{X(r)}" y="{y0 + H - 20}" text-anchor="middle">r={r}</text>')
+    for v in [lo + (hi - lo) * i / 4 for i in range(5)]:
+        parts.append(f'<text x="{pad - 8}" y="{Y(v) + 4}" text-anchor="end">{v:.2f}</text><line x1="{pad}" x2="{W - pad}" y1="{Y(v)}" y2="{Y(v)}" stroke="#eee"/>')
+    for p, col, name in [(pts[1], "#1f77b4", "fused 1 thr"), (pts[2], "#ff7f0e", "fused 2 thr"), (flop, "#777", "FLOP ratio")]:
+        if len(p) >= 2:
+            d = " ".join(f"{X(r):.1f},{Y(v):.1f}" for r, v in p)
+            parts.append(f'<polyline points="{d}" fill="none" stroke="{col}" stroke-width="2"/>')
+        for r, v in p:
+            parts.append(f'<circle cx="{X(r):.1f}" cy="{Y(v):.1f}" r="3" fill="{col}"/>')
+    for j, (col, name) in enumerate([("#1f77b4", "fused 1 thr"), ("#ff7f0e", "fused 2 thr"), ("#777", "FLOP ratio (no overhead)")]):
+        parts.append(f'<rect x="{pad + j * 180}" y="{y0 + 35}" width="10" height="10" fill="{col}"/><text x="{pad + j * 180 + 14}" y="{y0 + 44}">{name}</text>')
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
