@@ -137,7 +137,7 @@ impl PackedW {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.data.as_slice().len() * std::mem::size_of::<f32>()
+        std::mem::size_of_val(self.data.as_slice())
     }
 }
 
