@@ -17,7 +17,7 @@
 use crate::error::{mul, LoraError};
 use fused_lora_kernels::pack::{pack_panels, packed_len, AlignedBuf};
 use fused_lora_kernels::{
-    dot_kernel, macro_kernel, DotSeg, KernelSet, MatMut, Panels, Segment, Store,
+    dot_kernel, macro_kernel, DotSeg, KernelSet, Lora, MatMut, Panels, RowLora, Segment, Store,
 };
 use rayon::prelude::*;
 
@@ -159,7 +159,32 @@ pub(crate) struct LoraTerm<'a> {
     pub b: WSrc<'a>,
 }
 
-/// y (rows × n) = store ⊕ x·Wᵀ [+ scale·t·Bᵀ], x `[rows, k]`, W `[n, k]`.
+/// One adapter of a mixed batch: its rank and its B (`[n, rank]`, raw or packed).
+#[derive(Clone, Copy)]
+pub(crate) struct MixedAdapter<'a> {
+    pub rank: usize,
+    pub b: WSrc<'a>,
+}
+
+/// A mixed batch's LoRA term: row r uses `adapters[row_adapter[r]]` (or none), and its
+/// scale·t (that adapter's rank values) is `st[offsets[r]..]`.
+#[derive(Clone, Copy)]
+pub(crate) struct MixedTerm<'a> {
+    pub adapters: &'a [MixedAdapter<'a>],
+    pub row_adapter: &'a [Option<usize>],
+    pub st: &'a [f32],
+    pub offsets: &'a [usize],
+}
+
+/// The LoRA part of a GEMM.
+#[derive(Clone, Copy)]
+pub(crate) enum LoraSpec<'a> {
+    None,
+    Shared(LoraTerm<'a>),
+    PerRow(MixedTerm<'a>),
+}
+
+/// y (rows × n) = store ⊕ x·Wᵀ [+ LoRA], x `[rows, k]`, W `[n, k]`.
 pub(crate) struct Gemm<'a> {
     pub ks: &'static KernelSet,
     pub rows: usize,
@@ -167,7 +192,7 @@ pub(crate) struct Gemm<'a> {
     pub n: usize,
     pub x: &'a [f32],
     pub w: WSrc<'a>,
-    pub lora: Option<LoraTerm<'a>>,
+    pub lora: LoraSpec<'a>,
     pub store: Store<'a>,
 }
 
@@ -184,8 +209,16 @@ impl Gemm<'_> {
     pub fn run(&self, y: MatMut<'_>) -> Result<(), LoraError> {
         let ks = self.ks;
         let (rows, n, k) = (self.rows, self.n, self.k);
-        let lora = self.lora.filter(|l| l.rank > 0);
-        let rank = lora.map_or(0, |l| l.rank);
+        let lora = match self.lora {
+            LoraSpec::Shared(l) if l.rank > 0 => Some(l),
+            _ => None,
+        };
+        // FLOPs per row of the LoRA part, for the threading threshold only.
+        let rank = match self.lora {
+            LoraSpec::Shared(l) => l.rank,
+            LoraSpec::PerRow(m) => m.st.len() / rows.max(1),
+            LoraSpec::None => 0,
+        };
         mul("rows * d_out", rows, n)?;
         if rows == 0 || n == 0 {
             return Ok(());
@@ -255,6 +288,13 @@ impl Gemm<'_> {
         let several_ic = trows > ks.mc;
         let mut wbuf = AlignedBuf::default();
         let mut bbuf = AlignedBuf::default();
+        let mixed = match self.lora {
+            LoraSpec::PerRow(m) => Some(m),
+            _ => None,
+        };
+        let mut mixed_bufs: Vec<AlignedBuf> = mixed.map_or(Vec::new(), |m| {
+            m.adapters.iter().map(|_| AlignedBuf::default()).collect()
+        });
         let mut jc = 0;
         while jc < tcols {
             let ncb = ks.nc.min(tcols - jc);
@@ -270,6 +310,37 @@ impl Gemm<'_> {
                     )),
                     _ => None,
                 };
+                let last = bi + 1 == blocks.len();
+                // Mixed batch: every adapter's B panels for these columns (raw ones packed
+                // here, once per column block).
+                let mixed_panels: Vec<&[f32]> = match mixed {
+                    Some(m) if last => {
+                        for (a, buf) in m.adapters.iter().zip(mixed_bufs.iter_mut()) {
+                            if let WSrc::Raw(b) = a.b {
+                                buf.resize((p1 - p0) * nr * a.rank);
+                                pack_panels(
+                                    &b[col0 * a.rank..],
+                                    a.rank,
+                                    ncb,
+                                    0,
+                                    a.rank,
+                                    nr,
+                                    buf.as_mut_slice(),
+                                );
+                            }
+                        }
+                        m.adapters
+                            .iter()
+                            .zip(mixed_bufs.iter())
+                            .map(|(a, buf)| match a.b {
+                                WSrc::Packed(p) => p.panels(0, p0, p1),
+                                WSrc::Raw(_) => buf.as_slice(),
+                            })
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let mut row_loras: Vec<Option<RowLora<'_>>> = Vec::new();
                 let store = match (bi, self.store) {
                     (0, Store::Overwrite(Some(b))) => Store::Overwrite(Some(&b[col0..col0 + ncb])),
                     (0, s) => s,
@@ -285,12 +356,28 @@ impl Gemm<'_> {
                         lda: self.k,
                         b: wp,
                     };
-                    let lseg = lp.map(|b| Segment {
-                        kc: rank,
-                        a: &st[r * rank..],
-                        lda: rank,
-                        b,
-                    });
+                    let lseg = match (lp, mixed) {
+                        (Some(b), _) => Lora::Shared(Segment {
+                            kc: rank,
+                            a: &st[r * rank..],
+                            lda: rank,
+                            b,
+                        }),
+                        (None, Some(m)) if last => {
+                            row_loras.clear();
+                            row_loras.extend((r..r + mcb).map(|row| {
+                                m.row_adapter[row].map(|g| {
+                                    let rk = m.adapters[g].rank;
+                                    RowLora {
+                                        st: &m.st[m.offsets[row]..m.offsets[row] + rk],
+                                        b: mixed_panels[g],
+                                    }
+                                })
+                            }));
+                            Lora::PerRow(&row_loras)
+                        }
+                        _ => Lora::None,
+                    };
                     macro_kernel(ks, main, lseg, store, t.y.sub(ic, mcb, jc, ncb));
                     ic += mcb;
                 }
@@ -331,6 +418,70 @@ fn weight_panels<'a>(
             }
         }
     }
+}
+
+/// One adapter's shrink inputs in a mixed batch: rank, A `[rank, k]`, scale.
+#[derive(Clone, Copy)]
+pub(crate) struct ShrinkAdapter<'a> {
+    pub rank: usize,
+    pub a: &'a [f32],
+    pub scale: f32,
+}
+
+/// Mixed batch shrink: every row's `scale·t` (its adapter's rank values, none for rows without
+/// an adapter) in one ragged buffer, and each row's offset in it. Rows are grouped by adapter
+/// (a counting sort of row indices; A is never copied), each group's x rows are gathered once
+/// and shrunk by the small-rows kernel. Each row's result depends only on that row, so any
+/// grouping, order or thread count gives the same bits.
+pub(crate) fn mixed_shrink(
+    ks: &KernelSet,
+    k: usize,
+    x: &[f32],
+    row_adapter: &[Option<usize>],
+    adapters: &[ShrinkAdapter<'_>],
+) -> Result<(Vec<f32>, Vec<usize>), LoraError> {
+    let mut offsets = Vec::with_capacity(row_adapter.len());
+    let mut total = 0usize;
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); adapters.len()];
+    for (r, g) in row_adapter.iter().enumerate() {
+        offsets.push(total);
+        if let Some(g) = *g {
+            total = total
+                .checked_add(adapters[g].rank)
+                .ok_or(LoraError::Overflow {
+                    what: "sum of row ranks",
+                })?;
+            groups[g].push(r);
+        }
+    }
+    let parts: Vec<(usize, Vec<f32>)> = groups
+        .par_iter()
+        .enumerate()
+        .filter(|(g, rows)| !rows.is_empty() && adapters[*g].rank > 0)
+        .map(|(g, rows)| {
+            let ad = adapters[g];
+            let mut xg = Vec::with_capacity(rows.len() * k);
+            for &r in rows {
+                xg.extend_from_slice(&x[r * k..(r + 1) * k]);
+            }
+            let mut tg = vec![0.0f32; rows.len() * ad.rank];
+            shrink(ks, rows.len(), k, ad.rank, &xg, ad.a, &mut tg);
+            (g, tg)
+        })
+        .collect();
+    let mut st = vec![0.0f32; total];
+    for (g, tg) in parts {
+        let ad = adapters[g];
+        for (i, &r) in groups[g].iter().enumerate() {
+            for (d, &v) in st[offsets[r]..offsets[r] + ad.rank]
+                .iter_mut()
+                .zip(&tg[i * ad.rank..(i + 1) * ad.rank])
+            {
+                *d = v * ad.scale;
+            }
+        }
+    }
+    Ok((st, offsets))
 }
 
 /// t (rows × n) = x·Aᵀ with the small-rows kernel (A `[n, k]` has few rows), split over rows.

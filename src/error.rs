@@ -20,6 +20,31 @@ pub enum LoraError {
         /// Which product, e.g. `"rows * d_in"`.
         what: &'static str,
     },
+    /// One adapter of a mixed batch has an A or B whose length does not match its rank.
+    AdapterLength {
+        /// Position of the adapter in the slice passed.
+        adapter: usize,
+        /// `"a"` or `"b"`.
+        arg: &'static str,
+        /// What the adapter's rank and the layer's dimensions require.
+        expected: usize,
+        /// What was passed.
+        actual: usize,
+    },
+    /// A row of a mixed batch names an adapter index past the end of the adapter slice.
+    AdapterIndex {
+        /// The row.
+        row: usize,
+        /// The index it names.
+        index: usize,
+        /// How many adapters there are.
+        count: usize,
+    },
+    /// An [`AdapterId`](crate::AdapterId) that is not (or no longer) registered in this layer.
+    UnknownAdapter {
+        /// The row that named it (`None` for `replace_adapter` / `remove_adapter`).
+        row: Option<usize>,
+    },
 }
 
 impl fmt::Display for LoraError {
@@ -36,6 +61,29 @@ impl fmt::Display for LoraError {
                 )
             }
             LoraError::Overflow { what } => write!(f, "dimensions overflow usize: {what}"),
+            LoraError::AdapterLength {
+                adapter,
+                arg,
+                expected,
+                actual,
+            } => {
+                write!(f, "adapter {adapter}: `{arg}` has length {actual}, but its rank and the layer require {expected}")
+            }
+            LoraError::AdapterIndex { row, index, count } => {
+                write!(
+                    f,
+                    "row {row} names adapter {index}, but there are only {count}"
+                )
+            }
+            LoraError::UnknownAdapter { row: Some(row) } => {
+                write!(
+                    f,
+                    "row {row} names an adapter id that is not registered in this layer"
+                )
+            }
+            LoraError::UnknownAdapter { row: None } => {
+                write!(f, "adapter id is not registered in this layer")
+            }
         }
     }
 }

@@ -1,10 +1,14 @@
 //! `LoraLinear`: a layer whose weights are packed once and reused by every forward.
 
 use crate::dims::Dims;
-use crate::driver::{shrink, Gemm, LoraTerm, PackedW, WSrc};
+use crate::driver::{
+    mixed_shrink, shrink, Gemm, LoraSpec, LoraTerm, MixedAdapter, MixedTerm, PackedW,
+    ShrinkAdapter, WSrc,
+};
 use crate::error::{expect_len, mul, LoraError};
 use crate::{Isa, Kernels};
 use fused_lora_kernels::{KernelSet, MatMut, Store};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The adapter in the layer's packed form: A kept row-major (the shrink reads it in place),
 /// B packed into rank-deep NR panels (the micro-kernel's second segment). `scale` is applied to
@@ -17,8 +21,43 @@ struct PackedAdapter {
     scale: f32,
 }
 
+/// Handle of an adapter registered in one [`LoraLinear`] (by `add_adapter`). A removed adapter's
+/// id stays invalid even if its slot is reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AdapterId {
+    slot: u32,
+    generation: u32,
+}
+
+/// The registered adapters: slots with generations, each adapter behind an `Arc` so a forward
+/// can hold the ones it uses while another thread swaps them.
+#[derive(Debug, Default)]
+struct Registry {
+    slots: Vec<(u32, Option<Arc<PackedAdapter>>)>,
+    generation: u32,
+}
+
+impl Registry {
+    fn get(&self, id: AdapterId) -> Option<&Arc<PackedAdapter>> {
+        match self.slots.get(id.slot as usize) {
+            Some((g, Some(a))) if *g == id.generation => Some(a),
+            _ => None,
+        }
+    }
+}
+
 /// A LoRA linear layer `y = x·Wᵀ + bias + scale·(x·Aᵀ)·Bᵀ` with W (and the adapter) packed once
 /// into the micro-kernel's panel layout. `Send + Sync`: one layer serves many threads' forwards.
+///
+/// Two ways to attach adapters:
+/// - one current adapter, [`set_adapter`](Self::set_adapter), used by [`forward`](Self::forward);
+/// - a registry of many, [`add_adapter`](Self::add_adapter) / [`replace_adapter`](Self::replace_adapter)
+///   / [`remove_adapter`](Self::remove_adapter), used by [`forward_mixed`](Self::forward_mixed),
+///   where each row names its adapter. These take `&self`: an engine shares the layer in an
+///   `Arc` and hot-swaps adapters while other threads run forwards. A forward uses the adapters
+///   registered when it starts: it takes a read lock just long enough to clone their `Arc`s, and
+///   a swap packs the new weights before taking the write lock just long enough to install
+///   them, so neither waits on the other's arithmetic.
 ///
 /// ```
 /// use fused_lora::LoraLinear;
@@ -31,7 +70,7 @@ struct PackedAdapter {
 /// layer.forward(5, &x, &mut y).unwrap();
 /// assert!((y[0] - (2.0 + 2.0 * 2.0 * 0.4 * 0.2)).abs() < 1e-5);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct LoraLinear {
     ks: &'static KernelSet,
     d_in: usize,
@@ -39,6 +78,27 @@ pub struct LoraLinear {
     w: PackedW,
     bias: Option<Vec<f32>>,
     adapter: Option<PackedAdapter>,
+    registry: RwLock<Registry>,
+}
+
+impl Clone for LoraLinear {
+    /// A layer with the same packed weights and the same registered adapters (ids stay valid
+    /// in the clone; the packed adapters are shared, they are immutable).
+    fn clone(&self) -> Self {
+        let reg = self.read_registry();
+        LoraLinear {
+            ks: self.ks,
+            d_in: self.d_in,
+            d_out: self.d_out,
+            w: self.w.clone(),
+            bias: self.bias.clone(),
+            adapter: self.adapter.clone(),
+            registry: RwLock::new(Registry {
+                slots: reg.slots.clone(),
+                generation: reg.generation,
+            }),
+        }
+    }
 }
 
 impl LoraLinear {
@@ -86,7 +146,222 @@ impl LoraLinear {
             w: PackedW::new(ks, w, d_out, d_in, true)?,
             bias: bias.map(<[f32]>::to_vec),
             adapter: None,
+            registry: RwLock::new(Registry::default()),
         })
+    }
+
+    /// Checks an adapter's lengths and packs it (no lock held).
+    fn pack_adapter(
+        &self,
+        rank: usize,
+        a: &[f32],
+        b: &[f32],
+        scale: f32,
+    ) -> Result<PackedAdapter, LoraError> {
+        expect_len("a", mul("rank * d_in", rank, self.d_in)?, a.len())?;
+        expect_len("b", mul("d_out * rank", self.d_out, rank)?, b.len())?;
+        let packed = PackedW::new(self.ks, b, self.d_out, rank, false)?;
+        Ok(PackedAdapter {
+            rank,
+            a: a.to_vec(),
+            b: packed,
+            scale,
+        })
+    }
+
+    // The registry lock is only held for a few vector operations that cannot panic, so it
+    // cannot be poisoned by this crate; a poisoned lock (a panic elsewhere while holding a
+    // guard) is used as it is.
+    fn read_registry(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_registry(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers an adapter (A `[rank, d_in]`, B `[d_out, rank]`, final `scale`), packed once,
+    /// and returns its id for [`forward_mixed`](Self::forward_mixed).
+    ///
+    /// # Errors
+    /// [`LoraError::Length`] / [`LoraError::Overflow`] for a and b; nothing is registered then.
+    pub fn add_adapter(
+        &self,
+        rank: usize,
+        a: &[f32],
+        b: &[f32],
+        scale: f32,
+    ) -> Result<AdapterId, LoraError> {
+        let packed = Arc::new(self.pack_adapter(rank, a, b, scale)?);
+        let mut reg = self.write_registry();
+        reg.generation = reg.generation.wrapping_add(1);
+        let generation = reg.generation;
+        let slot = match reg.slots.iter().position(|(_, a)| a.is_none()) {
+            Some(i) => {
+                reg.slots[i] = (generation, Some(packed));
+                i
+            }
+            None => {
+                reg.slots.push((generation, Some(packed)));
+                reg.slots.len() - 1
+            }
+        };
+        let slot = u32::try_from(slot).map_err(|_| LoraError::Overflow {
+            what: "adapter count",
+        })?;
+        Ok(AdapterId { slot, generation })
+    }
+
+    /// Replaces a registered adapter (hot swap, any rank): forwards that start afterwards use
+    /// the new weights; forwards already running finish with the old ones. The id stays valid.
+    ///
+    /// # Errors
+    /// [`LoraError::UnknownAdapter`] if `id` is not registered, else as [`add_adapter`](Self::add_adapter);
+    /// the old adapter stays on error.
+    pub fn replace_adapter(
+        &self,
+        id: AdapterId,
+        rank: usize,
+        a: &[f32],
+        b: &[f32],
+        scale: f32,
+    ) -> Result<(), LoraError> {
+        if self.read_registry().get(id).is_none() {
+            return Err(LoraError::UnknownAdapter { row: None });
+        }
+        let packed = Arc::new(self.pack_adapter(rank, a, b, scale)?);
+        let mut reg = self.write_registry();
+        match reg.slots.get_mut(id.slot as usize) {
+            Some((g, slot @ Some(_))) if *g == id.generation => {
+                *slot = Some(packed);
+                Ok(())
+            }
+            _ => Err(LoraError::UnknownAdapter { row: None }),
+        }
+    }
+
+    /// Unregisters an adapter; its id becomes invalid. Running forwards finish with it.
+    ///
+    /// # Errors
+    /// [`LoraError::UnknownAdapter`] if `id` is not registered.
+    pub fn remove_adapter(&self, id: AdapterId) -> Result<(), LoraError> {
+        let mut reg = self.write_registry();
+        match reg.slots.get_mut(id.slot as usize) {
+            Some((g, slot @ Some(_))) if *g == id.generation => {
+                *slot = None;
+                Ok(())
+            }
+            _ => Err(LoraError::UnknownAdapter { row: None }),
+        }
+    }
+
+    /// The ids of the registered adapters, in slot order.
+    pub fn adapter_ids(&self) -> Vec<AdapterId> {
+        let reg = self.read_registry();
+        reg.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, a))| a.is_some())
+            .map(|(i, (g, _))| AdapterId {
+                slot: i as u32,
+                generation: *g,
+            })
+            .collect()
+    }
+
+    /// Rank and scale of a registered adapter.
+    pub fn adapter_info(&self, id: AdapterId) -> Option<(usize, f32)> {
+        self.read_registry().get(id).map(|a| (a.rank, a.scale))
+    }
+
+    /// A mixed batch: row r gets `x[r]·Wᵀ + bias` plus the LoRA term of the registered
+    /// adapter `row_adapters[r]` (`None`: base layer only). Rows may come in any order and
+    /// name any adapters; each row's result is bitwise the same whatever the batch around it
+    /// and the thread count. y `[rows, d_out]` is overwritten.
+    ///
+    /// # Errors
+    /// [`LoraError::Length`] / [`LoraError::Overflow`] for x, y and `row_adapters` (one per
+    /// row), [`LoraError::UnknownAdapter`] naming the first row whose id is not registered.
+    /// y is untouched on error.
+    pub fn forward_mixed(
+        &self,
+        rows: usize,
+        x: &[f32],
+        row_adapters: &[Option<AdapterId>],
+        y: &mut [f32],
+    ) -> Result<(), LoraError> {
+        let s = Dims {
+            rows,
+            d_in: self.d_in,
+            d_out: self.d_out,
+            rank: 0,
+        }
+        .sizes()?;
+        expect_len("x", s.x, x.len())?;
+        expect_len("y", s.y, y.len())?;
+        expect_len("row_adapters", rows, row_adapters.len())?;
+        // Resolve ids to the adapters registered now (read lock held only for this).
+        let mut used: Vec<(AdapterId, Arc<PackedAdapter>)> = Vec::new();
+        let mut row_adapter: Vec<Option<usize>> = Vec::with_capacity(rows);
+        {
+            let reg = self.read_registry();
+            for (row, id) in row_adapters.iter().enumerate() {
+                row_adapter.push(match id {
+                    None => None,
+                    Some(id) => Some(match used.iter().position(|(u, _)| u == id) {
+                        Some(i) => i,
+                        None => {
+                            let a = reg
+                                .get(*id)
+                                .ok_or(LoraError::UnknownAdapter { row: Some(row) })?;
+                            used.push((*id, Arc::clone(a)));
+                            used.len() - 1
+                        }
+                    }),
+                });
+            }
+        }
+        if rows == 0 || self.d_out == 0 {
+            return Ok(());
+        }
+        let shrink_ads: Vec<ShrinkAdapter<'_>> = used
+            .iter()
+            .map(|(_, a)| ShrinkAdapter {
+                rank: a.rank,
+                a: &a.a,
+                scale: a.scale,
+            })
+            .collect();
+        let (st, offsets) = mixed_shrink(self.ks, self.d_in, x, &row_adapter, &shrink_ads)?;
+        let mixed_ads: Vec<MixedAdapter<'_>> = used
+            .iter()
+            .map(|(_, a)| MixedAdapter {
+                rank: a.rank,
+                b: WSrc::Packed(&a.b),
+            })
+            .collect();
+        let y = MatMut::new(y, rows, self.d_out, self.d_out).ok_or(LoraError::Length {
+            arg: "y",
+            expected: s.y,
+            actual: 0,
+        })?;
+        let lora = LoraSpec::PerRow(MixedTerm {
+            adapters: &mixed_ads,
+            row_adapter: &row_adapter,
+            st: &st,
+            offsets: &offsets,
+        });
+        Gemm {
+            ks: self.ks,
+            rows,
+            k: self.d_in,
+            n: self.d_out,
+            x,
+            w: WSrc::Packed(&self.w),
+            lora,
+            store: Store::Overwrite(self.bias.as_deref()),
+        }
+        .run(y)
     }
 
     /// Installs (or replaces) the adapter: A `[rank, d_in]`, B `[d_out, rank]`, final `scale`.
@@ -145,14 +420,14 @@ impl LoraLinear {
         let lora = match &self.adapter {
             Some(ad) => {
                 shrink(self.ks, rows, self.d_in, rank, x, &ad.a, &mut t);
-                Some(LoraTerm {
+                LoraSpec::Shared(LoraTerm {
                     rank,
                     t: &t,
                     scale: ad.scale,
                     b: WSrc::Packed(&ad.b),
                 })
             }
-            None => None,
+            None => LoraSpec::None,
         };
         let y = MatMut::new(y, rows, self.d_out, self.d_out).ok_or(LoraError::Length {
             arg: "y",

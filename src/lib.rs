@@ -45,13 +45,17 @@ mod driver;
 mod error;
 mod layer;
 mod merge;
+mod mixed;
+#[cfg(feature = "peft")]
+pub mod peft;
 pub mod reference;
 
 pub use dims::{lora_scale, rslora_scale, Adapter, Dims};
 pub use error::LoraError;
 pub use fused_lora_kernels::Isa;
-pub use layer::LoraLinear;
+pub use layer::{AdapterId, LoraLinear};
 pub use merge::{merge, unmerge};
+pub use mixed::{lora_linear_mixed, RankedAdapter};
 
 /// The README's code examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
@@ -59,7 +63,7 @@ pub use merge::{merge, unmerge};
 pub struct ReadmeDoctests;
 
 use dims::check_linear;
-use driver::{shrink, small_rows, Gemm, LoraTerm, WSrc};
+use driver::{shrink, small_rows, Gemm, LoraSpec, LoraTerm, WSrc};
 use error::expect_len;
 use fused_lora_kernels::{KernelSet, MatMut, Store};
 
@@ -153,7 +157,7 @@ impl Kernels {
             n: d_out,
             x,
             w: WSrc::Raw(w),
-            lora: Some(lora),
+            lora: LoraSpec::Shared(lora),
             store: Store::Overwrite(bias),
         }
         .run(y)
@@ -208,7 +212,7 @@ impl Kernels {
             n: d_out,
             x: &st,
             w: WSrc::Raw(b),
-            lora: None,
+            lora: LoraSpec::None,
             store: Store::Accumulate,
         }
         .run(y)

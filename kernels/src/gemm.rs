@@ -38,7 +38,30 @@ pub(crate) struct MicroArgs {
     pub bias: *const f32,
     /// Overwrite C (never read: it may hold NaN) instead of accumulating into it.
     pub first: bool,
+    /// Null, or M per-row LoRA segments (mixed batches: each row its own adapter), applied
+    /// after the shared ones.
+    pub rows2: *const RowSeg,
 }
+
+/// One row's own LoRA segment: `k` values of that row's scale·t at `a`, against the `k × NR`
+/// panel of its adapter's B at `b` (k = 0: no adapter).
+#[derive(Clone, Copy)]
+pub(crate) struct RowSeg {
+    pub k: usize,
+    pub a: *const f32,
+    pub b: *const f32,
+}
+
+impl RowSeg {
+    const NONE: RowSeg = RowSeg {
+        k: 0,
+        a: core::ptr::null(),
+        b: core::ptr::null(),
+    };
+}
+
+/// Micro-tile rows the per-row segment array can hold (≥ every ISA's MR).
+const MAX_MR: usize = 16;
 
 pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 
@@ -51,7 +74,8 @@ pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 /// # Safety
 /// A rows readable for `k` values each (M rows at stride lda), B panels for `k·NR` values, `c`
 /// writable (and readable unless `first`) for `M` rows × `n` columns at stride `ldc`, `bias`
-/// null or readable for `n` values, and the CPU supports `S`.
+/// null or readable for `n` values, `rows2` null or M entries whose pointers are valid for
+/// their `k` (and `k·NR`) values, and the CPU supports `S`.
 #[inline(always)]
 pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
     let mut acc = [[S::zero(); NV]; M];
@@ -74,6 +98,23 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
         while kk < k {
             step::<S, NV, M>(&mut acc, &rows, b, kk);
             kk += 1;
+        }
+    }
+    if !p.rows2.is_null() {
+        // Mixed batch: row i continues with its own adapter's segment. The B panel is not
+        // shared between rows here, but this part is rank/d_in of the work.
+        for (i, row) in acc.iter_mut().enumerate() {
+            let rs = *p.rows2.add(i);
+            for kk in 0..rs.k {
+                let av = S::splat(*rs.a.add(kk));
+                for (v, accv) in row.iter_mut().enumerate() {
+                    *accv = S::fma(
+                        av,
+                        S::load(rs.b.add(kk * NV * S::LANES + v * S::LANES)),
+                        *accv,
+                    );
+                }
+            }
         }
     }
     for (i, row) in acc.iter().enumerate() {
@@ -154,6 +195,25 @@ pub struct Segment<'a> {
     pub b: Panels<'a>,
 }
 
+/// One row's adapter in a mixed batch: its `scale·t` (rank values) and its adapter's B packed
+/// for this block's columns (`⌈nc/NR⌉` panels of `rank × NR`).
+#[derive(Clone, Copy, Debug)]
+pub struct RowLora<'a> {
+    pub st: &'a [f32],
+    pub b: &'a [f32],
+}
+
+/// The LoRA term fused into the macro-kernel's register tiles.
+#[derive(Clone, Copy, Debug)]
+pub enum Lora<'a> {
+    /// None (the last K block of a plain linear layer, or not the last block).
+    None,
+    /// One adapter for every row: a second segment sharing each B panel load across the tile.
+    Shared(Segment<'a>),
+    /// Each of the `mc` rows its own adapter (or none): per-row segments.
+    PerRow(&'a [Option<RowLora<'a>>]),
+}
+
 /// What the macro-kernel does with C before adding the products.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Store<'a> {
@@ -196,7 +256,7 @@ fn check_segment(ks: &KernelSet, seg: &Segment<'_>, mc: usize, nc: usize) {
 pub fn macro_kernel(
     ks: &KernelSet,
     main: Segment<'_>,
-    lora: Option<Segment<'_>>,
+    lora: Lora<'_>,
     store: Store<'_>,
     mut c: MatMut<'_>,
 ) {
@@ -206,10 +266,25 @@ pub fn macro_kernel(
     }
     let (mr, nr) = (ks.mr, ks.nr);
     check_segment(ks, &main, mc, nc);
-    let lora = lora.filter(|s| s.kc > 0);
+    let (lora, per_row) = match lora {
+        Lora::Shared(l) if l.kc > 0 => (Some(l), None),
+        Lora::PerRow(rows) => (None, Some(rows)),
+        _ => (None, None),
+    };
     if let Some(l) = &lora {
         check_segment(ks, l, mc, nc);
     }
+    if let Some(rows) = per_row {
+        assert_eq!(rows.len(), mc, "macro_kernel: one RowLora entry per row");
+        for rl in rows.iter().flatten() {
+            let need = packed_len(nc, rl.st.len(), nr).expect("size overflow");
+            assert!(
+                rl.b.len() >= need,
+                "macro_kernel: row adapter's B panels too short"
+            );
+        }
+    }
+    assert!(mr <= MAX_MR);
     let bias = match store {
         Store::Overwrite(Some(b)) => {
             assert!(b.len() >= nc, "macro_kernel: bias too short");
@@ -244,6 +319,19 @@ pub fn macro_kernel(
         for ir in 0..mc.div_ceil(mr) {
             let i0 = ir * mr;
             let m = mr.min(mc - i0);
+            let mut segs = [RowSeg::NONE; MAX_MR];
+            if let Some(rows) = per_row {
+                for (seg, rl) in segs.iter_mut().zip(&rows[i0..i0 + m]) {
+                    if let Some(rl) = rl {
+                        let k = rl.st.len();
+                        *seg = RowSeg {
+                            k,
+                            a: rl.st.as_ptr(),
+                            b: rl.b.as_ptr().wrapping_add(jr * nr * k),
+                        };
+                    }
+                }
+            }
             let args = MicroArgs {
                 k1: main.kc,
                 a1: main.a.as_ptr().wrapping_add(i0 * main.lda),
@@ -258,12 +346,18 @@ pub fn macro_kernel(
                 n,
                 bias: bias.map_or(core::ptr::null(), |b| b[j0..].as_ptr()),
                 first,
+                rows2: if per_row.is_some() {
+                    segs.as_ptr()
+                } else {
+                    core::ptr::null()
+                },
             };
             // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::for_isa); `m ≤ MR`
             // picks the instantiation; A holds rows i0..i0+m of k values at stride lda (checked
             // above: (mc−1)·lda + k ≤ len, pointers only dereferenced when k > 0), B panels
             // `NR·k` values (checked above / by `panel`), C's tile (i0.., j0..) of m × n lies inside `c`'s
-            // rectangle (m ≤ mc − i0, n ≤ nc − j0), and bias has nc values.
+            // rectangle (m ≤ mc − i0, n ≤ nc − j0), bias has nc values, and each per-row
+            // segment's st has k values and its B ⌈nc/NR⌉·NR·k ≥ (jr + 1)·NR·k (checked above).
             unsafe { (ks.micro[m - 1])(&args) };
         }
     }

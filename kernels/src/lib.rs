@@ -26,7 +26,7 @@ pub mod probe;
 mod simd;
 
 pub use dot::{dot_kernel, DotSeg};
-pub use gemm::{macro_kernel, Panels, Segment, Store};
+pub use gemm::{macro_kernel, Lora, Panels, RowLora, Segment, Store};
 pub use isa::Isa;
 pub use mat::MatMut;
 
