@@ -14,8 +14,9 @@
 //! Throughput is the op's FLOPs, 2·rows·(d_in·d_out + d_in·rank + rank·d_out) (base variants:
 //! 2·rows·d_in·d_out), so criterion's "elem/s" reads as FLOP/s. Decode shapes rotate over copies
 //! of W (256 MiB in all) so W comes from DRAM, as in a model with many layers. matrixmultiply
-//! takes its thread count from MATMUL_NUM_THREADS (read once per process), so its 2-thread ids
-//! run with whatever that variable says; the gemm crate gets the pool's size.
+//! reads its thread count once per process from MATMUL_NUM_THREADS (unset: every core), so the
+//! bench pins it to 1 unless the variable is set: its `/2/` ids are then 1-thread figures. The
+//! gemm crate gets the pool's size.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fused_lora::{lora_linear, Adapter, Dims, LoraLinear};
@@ -75,6 +76,9 @@ fn fill(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        std::env::set_var("MATMUL_NUM_THREADS", "1");
+    }
     for sh in &SHAPES {
         let Dims {
             rows,

@@ -66,6 +66,10 @@ const CASES: [Case; 3] = [
 ];
 
 fn bench(c: &mut Criterion) {
+    // matrixmultiply reads its thread count once per process: pin it (see benches/lora.rs).
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        std::env::set_var("MATMUL_NUM_THREADS", "1");
+    }
     let w = fill(D * D, 1);
     let bias = fill(D, 2);
     for case in &CASES {
