@@ -6,7 +6,8 @@
 //!     cargo run --release --example multi_adapter -- --rows 8 --ranks 16,16,16,16,16,16,16,16 --threads 2
 //!
 //! Options: --rows N (64) --d-in N --d-out N (4096) --ranks r1,r2,... (eight of 16)
-//! --threads N (1) --reps N.
+//! --none-every N (every Nth row has no adapter; 9; 0 = every row has one) --threads N (1)
+//! --reps N. The one-adapter comparison uses the mean rank over the rows.
 
 use fused_lora::{lora_linear_mixed, reference, Adapter, Dims, LoraLinear, RankedAdapter};
 use fused_lora_kernels::baseline::{mixed_gather, mixed_padded, MixedAdapterRef, Padded, Peer};
@@ -27,6 +28,7 @@ fn fill(n: usize, seed: u64) -> Vec<f32> {
 fn main() {
     let (mut rows, mut d_in, mut d_out, mut threads, mut reps) =
         (64usize, 4096usize, 4096usize, 1usize, 0usize);
+    let mut none_every = 9usize;
     let mut ranks: Vec<usize> = vec![16; 8];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -41,6 +43,7 @@ fn main() {
             "--d-out" => d_out = num(),
             "--threads" => threads = num().max(1),
             "--reps" => reps = num(),
+            "--none-every" => none_every = num(),
             "--ranks" => {
                 ranks = v
                     .split(',')
@@ -48,7 +51,7 @@ fn main() {
                     .collect()
             }
             _ => {
-                eprintln!("usage: multi_adapter [--rows N] [--d-in N] [--d-out N] [--ranks r1,r2,..] [--threads N] [--reps N]");
+                eprintln!("usage: multi_adapter [--rows N] [--d-in N] [--d-out N] [--ranks r1,r2,..] [--none-every N] [--threads N] [--reps N]");
                 std::process::exit(2);
             }
         }
@@ -76,7 +79,7 @@ fn main() {
     // round-robin, unsorted; every 9th row has no adapter
     let assign: Vec<Option<usize>> = (0..rows)
         .map(|r| {
-            if r % 9 == 8 {
+            if none_every > 0 && r % none_every == none_every - 1 {
                 None
             } else {
                 Some(r % ads.len())
@@ -255,7 +258,12 @@ fn main() {
             t[t.len() / 2]
         })
         .collect();
-    println!("fused-lora mixed batch: {rows} rows, {d_in} → {d_out}, {} adapters of ranks {ranks:?} (round-robin, every 9th row none), threads {threads}, {reps} rounds, medians\n", ads.len());
+    let none_note = if none_every > 0 {
+        format!("every {none_every}th row none")
+    } else {
+        "every row has one".to_string()
+    };
+    println!("fused-lora mixed batch: {rows} rows, {d_in} → {d_out}, {} adapters of ranks {ranks:?} (round-robin, {none_note}), threads {threads}, {reps} rounds, medians\n", ads.len());
     println!("| strategy | ms | vs forward_mixed |");
     println!("|---|---:|---:|");
     for (i, (name, _)) in variants.iter().enumerate() {

@@ -108,7 +108,7 @@ fn block_boundaries() {
         (9, 385, 33, 3),    // small-rows cutoff + 1, K just over the AVX-512 block
         (13, 800, 95, 7),   // two or three K blocks, ragged NR edge
         (25, 1025, 17, 16), // several K blocks on every path
-        (497, 40, 70, 5),   // rows > MC: several IC blocks (per-block packing)
+        (530, 40, 70, 5),   // rows > MC: several IC blocks (per-block packing)
         (7, 64, 3100, 4),   // d_out > NC on most machines
         (12, 16, 32, 0),    // exact AVX-512 tile
         (6, 8, 16, 1),      // exact AVX2 tile

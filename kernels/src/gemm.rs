@@ -78,6 +78,19 @@ pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 /// their `k` (and `k·NR`) values, and the CPU supports `S`.
 #[inline(always)]
 pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
+    if !p.first {
+        // The tile's old C rows are read after the whole K loop: start fetching them now (with
+        // several K blocks and an output larger than L2 they come from L3), one hint per line.
+        for i in 0..M {
+            let row = p.c.wrapping_add(i * p.ldc);
+            let mut off = 0;
+            while off < NV * S::LANES {
+                S::prefetch(row.wrapping_add(off));
+                off += 16;
+            }
+            S::prefetch(row.wrapping_add(NV * S::LANES - 1));
+        }
+    }
     let mut acc = [[S::zero(); NV]; M];
     for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
         // One base pointer per row, indexed by k: the loop then only advances k (no pointer

@@ -26,6 +26,11 @@ pub(crate) trait Simd {
     /// Sum of the lanes, in a fixed order (results do not depend on anything but the inputs).
     unsafe fn hsum(v: Self::V) -> f32;
 
+    /// Hint that the cache line holding `p` is needed soon. Never faults, whatever `p` is;
+    /// a no-op where the ISA has no cheap prefetch here.
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
+
     /// Loads `n < LANES` values, the other lanes zero. Reads only `n` values.
     #[inline(always)]
     unsafe fn load_partial(p: *const f32, n: usize) -> Self::V {
@@ -123,6 +128,10 @@ mod x86 {
             _mm256_add_ps(a, b)
         }
         #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+        }
+        #[inline(always)]
         unsafe fn hsum(v: __m256) -> f32 {
             let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -161,6 +170,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn add(a: __m512, b: __m512) -> __m512 {
             _mm512_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn prefetch(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
         }
         #[inline(always)]
         unsafe fn hsum(v: __m512) -> f32 {
