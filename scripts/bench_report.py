@@ -14,7 +14,9 @@ import json
 import os
 import sys
 
-VARIANTS = ["fused_layer", "fused_fn", "fused_rank0", "unfused_mm", "unfused_gemm", "base_mm", "base_gemm"]
+VARIANTS = ["fused_layer", "fused_fn", "fused_rank0", "unfused_mm", "unfused_gemm", "base_mm", "base_gemm",
+            "fused_mixed", "fused_single", "fused_fn_mixed", "gather_gemm", "gather_mm", "padded_gemm"]
+MULTI = ["multi64_r16", "multi64_mixed", "decode8_multi"]
 
 
 def load(root):
@@ -48,9 +50,9 @@ def main():
     data = load(a.dir)
     if not data:
         sys.exit(f"no criterion results under {a.dir}")
-    shapes = sorted({k[0] for k in data}, key=lambda s: list(k[0] for k in data).index(s))
-    order = ["seed", "seed_r4", "seed_r16", "seed_r64", "seed_r128", "decode1_cold", "decode8_cold", "decode8_hot", "prefill512", "long2048"]
-    shapes = [s for s in order if s in shapes] + [s for s in shapes if s not in order]
+    found = {k[0] for k in data}
+    order = ["seed", "seed_r4", "seed_r16", "seed_r64", "seed_r128", "decode1_cold", "decode8_cold", "decode8_hot", "prefill512", "long2048"] + MULTI
+    shapes = [s for s in order if s in found] + sorted(found - set(order))
     peak = {1: a.peak1, 2: a.peak2}
     print("| shape | thr | variant | ms | GFLOP/s | % peak |")
     print("|---|---:|---|---:|---:|---:|")
@@ -67,12 +69,22 @@ def main():
     print("| shape | thr | fused_layer / base_gemm | fused_fn / base_gemm | fused_layer / unfused_gemm | fused_layer / fused_rank0 |")
     print("|---|---:|---:|---:|---:|---:|")
     ratios = {}
-    for s in shapes:
+    for s in [s for s in shapes if s not in MULTI]:
         for t in (1, 2):
             g = lambda v: data.get((s, t, v), (float("nan"), 0))[0]
             r = (g("fused_layer") / g("base_gemm"), g("fused_fn") / g("base_gemm"), g("fused_layer") / g("unfused_gemm"), g("fused_layer") / g("fused_rank0"))
             ratios[(s, t)] = r
             print(f"| {s} | {t} | " + " | ".join(f"{x:.3f}" for x in r) + " |")
+    multi = [s for s in shapes if s in MULTI]
+    if multi:
+        print()
+        print("| mixed-batch shape | thr | fused_mixed / fused_single | fused_fn_mixed / fused_single | gather_gemm / fused_mixed | padded_gemm / fused_mixed |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for s in multi:
+            for t in (1, 2):
+                g = lambda v: data.get((s, t, v), (float("nan"), 0))[0]
+                r = (g("fused_mixed") / g("fused_single"), g("fused_fn_mixed") / g("fused_single"), g("gather_gemm") / g("fused_mixed"), g("padded_gemm") / g("fused_mixed"))
+                print(f"| {s} | {t} | " + " | ".join(f"{x:.3f}" for x in r) + " |")
     if a.svg:
         write_svg(a.svg, data, ratios)
         print(f"\nwrote {a.svg}", file=sys.stderr)

@@ -309,6 +309,10 @@ impl Gemm<'_> {
         let (trows, tcols) = (t.y.rows(), t.y.cols());
         let rank = lora.map_or(0, |l| l.rank);
         let several_ic = trows > ks.mc;
+        // Row blocks of nearly equal size (multiples of MR), not MC-sized blocks and a sliver:
+        // 512 rows with MC 510 would be 510 + 2.
+        let n_ic = trows.div_ceil(ks.mc.max(1)).max(1);
+        let mc_even = trows.div_ceil(n_ic).div_ceil(ks.mr) * ks.mr;
         let mut wbuf = AlignedBuf::default();
         let mut bbuf = AlignedBuf::default();
         let mixed = match self.lora {
@@ -371,7 +375,7 @@ impl Gemm<'_> {
                 };
                 let mut ic = 0;
                 while ic < trows {
-                    let mcb = ks.mc.min(trows - ic);
+                    let mcb = mc_even.min(trows - ic);
                     let r = t.r0 + ic;
                     let main = Segment {
                         kc,

@@ -11,7 +11,7 @@ const SHAPES: [(usize, usize, usize, usize); 5] = [
     (300, 1000, 10, 3), // one panel: row split
     (1, 4096, 600, 16), // decode, small-rows kernel
     (8, 2000, 333, 8),  // small-rows cutoff
-    (530, 300, 130, 4), // several IC blocks (rows > MC)
+    (530, 300, 130, 4), // several IC blocks (rows > MC = 516)
 ];
 
 #[test]

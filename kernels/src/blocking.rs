@@ -15,7 +15,8 @@
 //!   more tiles and lets a one-shot call with rows ≤ MC pack each panel just in time (not a
 //!   whole KC × NC block through L3). Measured (same-run pairs, Zen 3): prefill512 MC 516
 //!   beat MC 168 in 3 of 3 pairs for both paths (layer 202/199/207 vs 213/202/223 ms), long2048
-//!   equal or better. So MC ≈ 3 × L2 / (KC·4), at most 516, a multiple of MR;
+//!   equal or better. So MC ≈ 3 × L2 / (KC·4), at most 516, rounded up to a multiple of MR
+//!   (the driver then cuts the rows into ⌈rows/MC⌉ nearly equal blocks);
 //! - NC: the W̃ block fills about a quarter of L3 (shared with the other core and with x, y).
 //!
 //! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096` overrides any of them (for tuning experiments).
@@ -83,7 +84,7 @@ fn parse_size(s: &str) -> Option<usize> {
 /// (KC, MC, NC) for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
 pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> (usize, usize, usize) {
     let kc = (c.l1d * 3 / 2 / (nr * 4)).clamp(128, kc_cap.max(128)) / 8 * 8;
-    let mc = ((3 * c.l2 / (kc * 4)).min(516) / mr * mr).max(mr);
+    let mc = ((3 * c.l2 / (kc * 4)).min(516).div_ceil(mr) * mr).max(mr);
     let nc = ((c.l3 / 4 / (kc * 4)) / nr * nr).clamp(nr, 16384);
     let (mut kc, mut mc, mut nc) = (kc, mc, nc);
     if let Ok(v) = std::env::var("FUSED_LORA_BLOCKING") {
@@ -127,7 +128,7 @@ mod tests {
         };
         let (kc, mc, nc) = derive(6, 16, 768, c);
         assert_eq!(kc, 768);
-        assert_eq!((mc, mc % 6), (510, 0));
+        assert_eq!((mc, mc % 6), (516, 0));
         assert_eq!(derive(12, 32, 384, c).0, 384);
         assert_eq!(nc % 16, 0);
     }

@@ -168,7 +168,7 @@ isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(en
 // spills and runs at half speed here). Small-rows tile 2 × 4: 8 accumulators + 6 loads.
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx2, crate::Isa::Avx2, crate::simd::Avx2, [target_feature(enable = "avx2,fma")],
-    mr: 6, nv: 2, kc: 768, mc: 510, nc: 3072, rx: 2, jw: 4,
+    mr: 6, nv: 2, kc: 768, mc: 516, nc: 3072, rx: 2, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2]);
 
 // NEON: 6 × 16 tile = 24 q accumulators + 4 W + 1 broadcast of 32 registers.
