@@ -20,7 +20,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fused_lora::{lora_linear, Adapter, Dims, LoraLinear};
-use fused_lora_kernels::baseline::{self, Peer};
+use fused_lora_kernels::baseline::{self, fill, Peer};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -62,18 +62,6 @@ const SHAPES: [Shape; 10] = [
     shape("long2048", 2048, 768, 3072, 8, false),
     shape("decode8_hot", 8, 4096, 4096, 16, false),
 ];
-
-fn fill(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 fn bench(c: &mut Criterion) {
     if std::env::var_os("MATMUL_NUM_THREADS").is_none() {

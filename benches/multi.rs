@@ -20,21 +20,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fused_lora::{lora_linear_mixed, Dims, LoraLinear, RankedAdapter};
-use fused_lora_kernels::baseline::{mixed_gather, mixed_padded, MixedAdapterRef, Padded, Peer};
+use fused_lora_kernels::baseline::{
+    fill, mixed_gather, mixed_padded, MixedAdapterRef, Padded, Peer,
+};
 use std::hint::black_box;
 use std::time::Duration;
-
-fn fill(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 struct Case {
     name: &'static str,

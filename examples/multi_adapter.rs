@@ -7,31 +7,26 @@
 //!
 //! Options: --rows N (64) --d-in N --d-out N (4096) --ranks r1,r2,... (eight of 16)
 //! --none-every N (every Nth row has no adapter; 9; 0 = every row has one) --threads N (1)
-//! --reps N. The one-adapter comparison uses the mean rank over the rows.
+//! --reps N --only-fused (time only forward_mixed against one adapter, alternating). The one-adapter comparison uses the mean rank over the rows.
 
 use fused_lora::{lora_linear_mixed, reference, Adapter, Dims, LoraLinear, RankedAdapter};
-use fused_lora_kernels::baseline::{mixed_gather, mixed_padded, MixedAdapterRef, Padded, Peer};
+use fused_lora_kernels::baseline::{
+    fill, mixed_gather, mixed_padded, MixedAdapterRef, Padded, Peer,
+};
 use std::time::Instant;
-
-fn fill(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 fn main() {
     let (mut rows, mut d_in, mut d_out, mut threads, mut reps) =
         (64usize, 4096usize, 4096usize, 1usize, 0usize);
     let mut none_every = 9usize;
+    let mut only_fused = false;
     let mut ranks: Vec<usize> = vec![16; 8];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--only-fused" {
+            only_fused = true;
+            continue;
+        }
         let v = args.next().unwrap_or_default();
         let num = || {
             v.parse::<usize>()
@@ -235,6 +230,9 @@ fn main() {
             }),
         ),
     ];
+    if only_fused {
+        variants.truncate(2);
+    }
     let t0 = Instant::now();
     pool.install(|| (variants[0].1)(&mut y));
     let est = t0.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@
 //! the table shows medians. Exit status 1 if a fused result exceeds the error bound.
 
 use fused_lora::{reference, Adapter, Dims, Kernels, LoraLinear};
-use fused_lora_kernels::baseline::{self, Peer};
+use fused_lora_kernels::baseline::{self, fill, Peer};
 use fused_lora_kernels::probe;
 use std::time::Instant;
 
@@ -62,19 +62,6 @@ fn parse() -> Result<Opts, String> {
         }
     }
     Ok(o)
-}
-
-/// Deterministic uniform values in [-0.5, 0.5).
-fn fill(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
 }
 
 fn median(v: &mut [f64]) -> f64 {

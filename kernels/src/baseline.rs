@@ -5,6 +5,45 @@
 //! Shapes as in `fused-lora`: x `[m, k]`, W `[n, k]`, A `[r, k]`, B `[n, r]`, y `[m, n]`,
 //! t `[m, r]`, row-major. Every function asserts the lengths first.
 
+/// `n` deterministic pseudo-random values in [-0.5, 0.5) (xorshift; the same for a given seed
+/// on every machine): the data of the benchmarks and examples.
+pub fn fill(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// y = bias (broadcast, or 0) + x·Wᵀ: the first call of every unfused strategy.
+#[allow(clippy::too_many_arguments)]
+fn bias_then_base(
+    peer: Peer,
+    m: usize,
+    k: usize,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let beta = match bias {
+        Some(bias) => {
+            assert_eq!(bias.len(), n);
+            for row in y.chunks_exact_mut(n.max(1)) {
+                row.copy_from_slice(bias);
+            }
+            1.0
+        }
+        None => 0.0,
+    };
+    sgemm(peer, m, k, n, 1.0, x, k, 1, w, 1, k, beta, y, n);
+}
+
 /// Which peer GEMM runs the three products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
@@ -134,17 +173,7 @@ pub fn lora(
             && t.len() == m * r
             && y.len() == m * n
     );
-    let beta = match bias {
-        Some(bias) => {
-            assert_eq!(bias.len(), n);
-            for row in y.chunks_exact_mut(n.max(1)) {
-                row.copy_from_slice(bias);
-            }
-            1.0
-        }
-        None => 0.0,
-    };
-    sgemm(peer, m, k, n, 1.0, x, k, 1, w, 1, k, beta, y, n);
+    bias_then_base(peer, m, k, n, x, w, bias, y);
     if r > 0 {
         sgemm(peer, m, k, r, 1.0, x, k, 1, a, 1, k, 0.0, t, r);
         sgemm(peer, m, r, n, scale, t, r, 1, b, 1, r, 1.0, y, n);
@@ -175,16 +204,7 @@ pub fn mixed_gather(
     y: &mut [f32],
 ) {
     assert!(x.len() == m * k && w.len() == n * k && y.len() == m * n && row_adapter.len() == m);
-    let beta = match bias {
-        Some(bias) => {
-            for row in y.chunks_exact_mut(n.max(1)) {
-                row.copy_from_slice(bias);
-            }
-            1.0
-        }
-        None => 0.0,
-    };
-    sgemm(peer, m, k, n, 1.0, x, k, 1, w, 1, k, beta, y, n);
+    bias_then_base(peer, m, k, n, x, w, bias, y);
     for (g, ad) in adapters.iter().enumerate() {
         let rows: Vec<usize> = (0..m).filter(|&r| row_adapter[r] == Some(g)).collect();
         if rows.is_empty() || ad.rank == 0 {
@@ -264,16 +284,7 @@ pub fn mixed_padded(
     y: &mut [f32],
 ) {
     assert!(x.len() == m * k && w.len() == n * k && y.len() == m * n && row_adapter.len() == m);
-    let beta = match bias {
-        Some(bias) => {
-            for row in y.chunks_exact_mut(n.max(1)) {
-                row.copy_from_slice(bias);
-            }
-            1.0
-        }
-        None => 0.0,
-    };
-    sgemm(peer, m, k, n, 1.0, x, k, 1, w, 1, k, beta, y, n);
+    bias_then_base(peer, m, k, n, x, w, bias, y);
     let r = padded.rank;
     let mut t = vec![0.0f32; r];
     for (row, g) in row_adapter.iter().enumerate() {
