@@ -139,88 +139,53 @@ fn bench(c: &mut Criterion) {
                     })
                 })
             });
-            g.bench_function(BenchmarkId::from_parameter("unfused_mm"), |bn| {
-                bn.iter(|| {
-                    let w = &ws[next()];
-                    pool.install(|| {
-                        baseline::lora(
-                            Peer::MatrixMultiply,
-                            rows,
-                            d_in,
-                            d_out,
-                            rank,
-                            black_box(&x),
-                            w,
-                            Some(&bias),
-                            &a,
-                            &b,
-                            scale,
-                            &mut t,
-                            &mut y,
-                        )
-                    })
-                })
-            });
-            g.bench_function(BenchmarkId::from_parameter("unfused_gemm"), |bn| {
-                bn.iter(|| {
-                    let w = &ws[next()];
-                    pool.install(|| {
-                        baseline::lora(
-                            Peer::Gemm { threads },
-                            rows,
-                            d_in,
-                            d_out,
-                            rank,
-                            black_box(&x),
-                            w,
-                            Some(&bias),
-                            &a,
-                            &b,
-                            scale,
-                            &mut t,
-                            &mut y,
-                        )
-                    })
-                })
-            });
+            let peers = [
+                ("mm", Peer::MatrixMultiply),
+                ("gemm", Peer::Gemm { threads }),
+            ];
+            for (name, peer) in peers {
+                g.bench_function(
+                    BenchmarkId::from_parameter(format!("unfused_{name}")),
+                    |bn| {
+                        bn.iter(|| {
+                            let w = &ws[next()];
+                            pool.install(|| {
+                                baseline::lora(
+                                    peer,
+                                    rows,
+                                    d_in,
+                                    d_out,
+                                    rank,
+                                    black_box(&x),
+                                    w,
+                                    Some(&bias),
+                                    &a,
+                                    &b,
+                                    scale,
+                                    &mut t,
+                                    &mut y,
+                                )
+                            })
+                        })
+                    },
+                );
+            }
             g.throughput(Throughput::Elements(base_flops));
             g.bench_function(BenchmarkId::from_parameter("fused_rank0"), |bn| {
                 bn.iter(|| {
                     pool.install(|| bases[next()].forward(rows, black_box(&x), &mut y).unwrap())
                 })
             });
-            g.bench_function(BenchmarkId::from_parameter("base_mm"), |bn| {
-                bn.iter(|| {
-                    let w = &ws[next()];
-                    pool.install(|| {
-                        baseline::base(
-                            Peer::MatrixMultiply,
-                            rows,
-                            d_in,
-                            d_out,
-                            black_box(&x),
-                            w,
-                            &mut y,
-                        )
+            for (name, peer) in peers {
+                g.bench_function(BenchmarkId::from_parameter(format!("base_{name}")), |bn| {
+                    bn.iter(|| {
+                        let w = &ws[next()];
+                        pool.install(|| {
+                            baseline::base(peer, rows, d_in, d_out, black_box(&x), w, &mut y)
+                        })
                     })
-                })
-            });
-            g.bench_function(BenchmarkId::from_parameter("base_gemm"), |bn| {
-                bn.iter(|| {
-                    let w = &ws[next()];
-                    pool.install(|| {
-                        baseline::base(
-                            Peer::Gemm { threads },
-                            rows,
-                            d_in,
-                            d_out,
-                            black_box(&x),
-                            w,
-                            &mut y,
-                        )
-                    })
-                })
-            });
+                });
+            }
             g.finish();
         }
     }
