@@ -298,7 +298,10 @@ fn main() {
         o.threads, if o.cold { "cold" } else { "hot" }, (d_out * d_in * 4) as f64 / (1 << 20) as f64,
         if o.cold { format!(", {copies} copies rotated") } else { String::new() });
     let (mr, nr, kc, mc, nc) = kern.blocking();
-    println!("blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}");
+    println!(
+        "blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}, NG {}",
+        kern.panel_group()
+    );
     print!(
         "FMA peak (probe, {} thr, {}): {:.1} GFLOP/s",
         o.threads,

@@ -105,6 +105,11 @@ impl Kernels {
         (self.ks.mr, self.ks.nr, self.ks.kc, self.ks.mc, self.ks.nc)
     }
 
+    /// W̃ panels the macro-kernel walks per x tile (NG; see `fused_lora_kernels::blocking`).
+    pub fn panel_group(&self) -> usize {
+        self.ks.ng
+    }
+
     pub(crate) fn set(&self) -> &'static KernelSet {
         self.ks
     }

@@ -1,5 +1,5 @@
 //! Every loop boundary crossed many times: this test binary forces tiny cache blocks
-//! (KC 16, MC 12, NC 64) through FUSED_LORA_BLOCKING before any kernel is built, then checks the
+//! (KC 16, MC 12, NC 64, panel groups of 3) through FUSED_LORA_BLOCKING before any kernel is built, then checks the
 //! fused paths against the reference on shapes that straddle them. One test only, so the
 //! variable is set before the (once-per-process) block derivation runs.
 
@@ -10,11 +10,12 @@ use fused_lora::{Dims, Kernels, LoraLinear};
 
 #[test]
 fn tiny_blocks_match_reference_and_are_deterministic() {
-    std::env::set_var("FUSED_LORA_BLOCKING", "kc=16,mc=12,nc=64");
+    std::env::set_var("FUSED_LORA_BLOCKING", "kc=16,mc=12,nc=64,ng=3");
     for isa in isas() {
         let (_, _, kc, mc, nc) = Kernels::for_isa(isa).blocking();
         assert_eq!(kc, 16, "{isa}: the override did not reach the kernels");
         assert!(mc <= 24 && nc <= 64, "{isa}: mc {mc} nc {nc}");
+        assert_eq!(Kernels::for_isa(isa).panel_group(), 3);
         for (i, &(rows, d_in, d_out, rank)) in [
             (13usize, 50usize, 70usize, 3usize),
             (40, 33, 130, 17),

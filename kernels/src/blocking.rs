@@ -1,7 +1,9 @@
-//! Cache blocks (KC, MC, NC) from the cache sizes this CPU reports.
+//! Cache blocks (KC, MC, NC, NG) from the cache sizes this CPU reports.
 //!
-//! The loop order (JR outside IR) reuses one `KC × NR` W̃ panel for every MR-row tile of an
-//! `MC × KC` block of x, and the `KC × NC` W̃ block for every row block. The micro-kernel
+//! The macro-kernel walks the W̃ panels in groups of NG: for each MR-row tile of the
+//! `MC × KC` x block, every panel of the group (JR inside IR), so the tile's x is reused from L1
+//! NG times while the group's `NG·KC·NR` floats stay in L2; the `KC × NC` W̃ block is reused for
+//! every row block. The micro-kernel
 //! does NR·MR/… = 12 FMAs per panel load (AVX2), so the panel can stream from L2 at a fraction of
 //! its bandwidth; what costs is every extra K block, which reloads and re-stores the output
 //! tile. Measured on the Zen 3 test machine (seed shape, same-run ratios): KC 768 (one block for
@@ -17,9 +19,14 @@
 //!   beat MC 168 in 3 of 3 pairs for both paths (layer 202/199/207 vs 213/202/223 ms), long2048
 //!   equal or better. So MC ≈ 3 × L2 / (KC·4), at most 516, rounded up to a multiple of MR
 //!   (the driver then cuts the rows into ⌈rows/MC⌉ nearly equal blocks);
-//! - NC: the W̃ block fills about a quarter of L3 (shared with the other core and with x, y).
+//! - NC: the W̃ block fills about a quarter of L3 (shared with the other core and with x, y);
+//! - NG: the panel group fills about ¾ of L2 (8 panels at KC 768 on 512 KiB). With MC rows of
+//!   x larger than L2 (prefill512: 512 × 683 floats), NG = 1 streamed every x tile from L3 once
+//!   per panel; grouping cut that 8× (kernel-only runs: 85.8 → 90.3 GFLOP/s at NG 8); at the
+//!   seed shape, whose x block fits L2, it made no measurable difference.
 //!
-//! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096` overrides any of them (for tuning experiments).
+//! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4` overrides any of them (for tuning
+//! experiments).
 
 use std::sync::OnceLock;
 
@@ -81,12 +88,12 @@ fn parse_size(s: &str) -> Option<usize> {
     num.parse::<usize>().ok().map(|n| n * mult)
 }
 
-/// (KC, MC, NC) for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
-pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> (usize, usize, usize) {
+/// (KC, MC, NC, NG) for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
+pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> (usize, usize, usize, usize) {
     let kc = (c.l1d * 3 / 2 / (nr * 4)).clamp(128, kc_cap.max(128)) / 8 * 8;
     let mc = ((3 * c.l2 / (kc * 4)).min(516).div_ceil(mr) * mr).max(mr);
     let nc = ((c.l3 / 4 / (kc * 4)) / nr * nr).clamp(nr, 16384);
-    let (mut kc, mut mc, mut nc) = (kc, mc, nc);
+    let (mut kc, mut mc, mut nc, mut ng) = (kc, mc, nc, 0);
     if let Ok(v) = std::env::var("FUSED_LORA_BLOCKING") {
         for part in v.split(',') {
             let mut it = part.splitn(2, '=');
@@ -100,11 +107,15 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> (usize, usize, 
                 "kc" if val > 0 => kc = val,
                 "mc" if val > 0 => mc = val.div_ceil(mr) * mr,
                 "nc" if val > 0 => nc = val.div_ceil(nr) * nr,
+                "ng" if val > 0 => ng = val,
                 _ => {}
             }
         }
     }
-    (kc, mc, nc)
+    if ng == 0 {
+        ng = (c.l2 * 3 / 4 / (kc * nr * 4)).max(1);
+    }
+    (kc, mc, nc, ng)
 }
 
 #[cfg(test)]
@@ -126,7 +137,8 @@ mod tests {
             l2: 512 << 10,
             l3: 32 << 20,
         };
-        let (kc, mc, nc) = derive(6, 16, 768, c);
+        let (kc, mc, nc, ng) = derive(6, 16, 768, c);
+        assert_eq!(ng, 8);
         assert_eq!(kc, 768);
         assert_eq!((mc, mc % 6), (516, 0));
         assert_eq!(derive(12, 32, 384, c).0, 384);

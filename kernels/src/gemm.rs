@@ -41,6 +41,14 @@ pub(crate) struct MicroArgs {
     /// Null, or M per-row LoRA segments (mixed batches: each row its own adapter), applied
     /// after the shared ones.
     pub rows2: *const RowSeg,
+    /// This tile's share of the next W̃ panel, prefetched into L2 while segment 1 runs: lines
+    /// `pf_first..pf_first + pf_n` of a region of rows `pf_ld` floats apart, `pf_lpr` 64-byte
+    /// lines per row, starting at `pf`. Prefetches never fault, so any address is allowed.
+    pub pf: *const f32,
+    pub pf_ld: usize,
+    pub pf_lpr: usize,
+    pub pf_first: usize,
+    pub pf_n: usize,
 }
 
 /// One row's own LoRA segment: `k` values of that row's scale·t at `a`, against the `k × NR`
@@ -78,9 +86,11 @@ pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 /// their `k` (and `k·NR`) values, and the CPU supports `S`.
 #[inline(always)]
 pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
-    if !p.first {
-        // The tile's old C rows are read after the whole K loop: start fetching them now (with
-        // several K blocks and an output larger than L2 they come from L3), one hint per line.
+    {
+        // The tile's C lines are read (when accumulating) or written after the whole K loop:
+        // start fetching them now. An output larger than L2 comes from L3 or memory, and even
+        // a pure store waits for its line (write-allocate); this prefetch was worth ~5 % of
+        // peak at the seed shape (docs/PERFORMANCE.md).
         for i in 0..M {
             let row = p.c.wrapping_add(i * p.ldc);
             let mut off = 0;
@@ -92,6 +102,13 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
         }
     }
     let mut acc = [[S::zero(); NV]; M];
+    let mut pf_left = p.pf_n;
+    let (mut pf_row, mut pf_col) = if pf_left > 0 {
+        let r = p.pf_first / p.pf_lpr;
+        (p.pf.wrapping_add(r * p.pf_ld), p.pf_first - r * p.pf_lpr)
+    } else {
+        (p.pf, 0)
+    };
     for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
         // One base pointer per row, indexed by k: the loop then only advances k (no pointer
         // arithmetic per row per step), unrolled by 4 to spread the loop overhead.
@@ -102,6 +119,15 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
         let k4 = k - k % 4;
         let mut kk = 0;
         while kk < k4 {
+            if pf_left > 0 {
+                S::prefetch_l2(pf_row.wrapping_add(pf_col * 16));
+                pf_left -= 1;
+                pf_col += 1;
+                if pf_col == p.pf_lpr {
+                    pf_col = 0;
+                    pf_row = pf_row.wrapping_add(p.pf_ld);
+                }
+            }
             step::<S, NV, M>(&mut acc, &rows, b, kk);
             step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
             step::<S, NV, M>(&mut acc, &rows, b, kk + 2);
@@ -307,90 +333,134 @@ pub fn macro_kernel(
     };
     let first = matches!(store, Store::Overwrite(_));
     let k2 = lora.map_or(0, |l| l.kc);
-    // Scratch panels for Raw sources: one W̃ panel (and one B panel) at a time.
+    let n_panels = nc.div_ceil(nr);
+    let n_tiles = mc.div_ceil(mr);
+    // Panels per group: the IR loop runs outside the JR loop within a group, so one x tile
+    // is reused from L1 across the group's panels while the group's W̃ (≤ ¾ of L2) stays
+    // in L2. One panel per group is BLIS's plain JR-outer order.
+    let group = ks.ng.clamp(1, n_panels);
+    // Scratch panels for Raw sources: one group of W̃ panels (and of B panels) at a time.
     let mut scratch1 = match main.b {
-        Panels::Raw { .. } => AlignedBuf::zeroed(main.kc * nr),
+        Panels::Raw { .. } => AlignedBuf::zeroed(group * main.kc * nr),
         Panels::Packed(_) => AlignedBuf::default(),
     };
     let mut scratch2 = match lora.map(|l| l.b) {
-        Some(Panels::Raw { .. }) => AlignedBuf::zeroed(k2 * nr),
+        Some(Panels::Raw { .. }) => AlignedBuf::zeroed(group * k2 * nr),
         _ => AlignedBuf::default(),
     };
-    let empty: &[f32] = &[];
-    for jr in 0..nc.div_ceil(nr) {
-        let j0 = jr * nr;
-        let n = nr.min(nc - j0);
-        let b1 = panel(main.b, main.kc, nr, jr, n, scratch1.as_mut_slice());
-        let (a2, lda2, b2) = match &lora {
-            Some(l) => (
-                l.a,
-                l.lda,
-                panel(l.b, l.kc, nr, jr, n, scratch2.as_mut_slice()),
-            ),
-            None => (empty, 0, empty),
+    let mut g0 = 0;
+    while g0 < n_panels {
+        let g1 = (g0 + group).min(n_panels);
+        let gn = g1 - g0;
+        let b1s = group_panels(main.b, main.kc, nr, nc, g0, g1, scratch1.as_mut_slice());
+        let b2s = match &lora {
+            Some(l) => group_panels(l.b, l.kc, nr, nc, g0, g1, scratch2.as_mut_slice()),
+            None => &[],
         };
-        for ir in 0..mc.div_ceil(mr) {
+        // The calls of this group prefetch the next group's W̃ (packed panels, or the raw W
+        // rows they will be packed from) into L2, each call its share, so the next group's
+        // first tile does not wait on L3 or memory.
+        let (pf, pf_ld, pf_lpr, pf_lines) = match main.b {
+            _ if g1 == n_panels || main.kc == 0 => (core::ptr::null(), 0, 1, 0),
+            Panels::Packed(b) => {
+                let lines = ((n_panels - g1).min(group) * main.kc * nr).div_ceil(16);
+                (b[g1 * nr * main.kc..].as_ptr(), 0, lines, lines)
+            }
+            Panels::Raw { w, ld, k0 } => {
+                let rows = (group * nr).min(nc - g1 * nr);
+                let lpr = main.kc.div_ceil(16);
+                (w[g1 * nr * ld + k0..].as_ptr(), ld, lpr, rows * lpr)
+            }
+        };
+        let pf_per_call = pf_lines.div_ceil(n_tiles * gn);
+        for ir in 0..n_tiles {
             let i0 = ir * mr;
             let m = mr.min(mc - i0);
-            let mut segs = [RowSeg::NONE; MAX_MR];
-            if let Some(rows) = per_row {
-                for (seg, rl) in segs.iter_mut().zip(&rows[i0..i0 + m]) {
-                    if let Some(rl) = rl {
-                        let k = rl.st.len();
-                        *seg = RowSeg {
-                            k,
-                            a: rl.st.as_ptr(),
-                            b: rl.b.as_ptr().wrapping_add(jr * nr * k),
-                        };
+            for jr in g0..g1 {
+                let j0 = jr * nr;
+                let n = nr.min(nc - j0);
+                let gi = jr - g0;
+                let b1 = &b1s[gi * nr * main.kc..];
+                let (a2, lda2, b2) = match &lora {
+                    Some(l) => (
+                        l.a.as_ptr().wrapping_add(i0 * l.lda),
+                        l.lda,
+                        b2s[gi * nr * k2..].as_ptr(),
+                    ),
+                    None => (core::ptr::null(), 0, core::ptr::null()),
+                };
+                let call = ir * gn + gi;
+                let pf_first = (call * pf_per_call).min(pf_lines);
+                let pf_n = pf_per_call.min(pf_lines - pf_first);
+                let mut segs = [RowSeg::NONE; MAX_MR];
+                if let Some(rows) = per_row {
+                    for (seg, rl) in segs.iter_mut().zip(&rows[i0..i0 + m]) {
+                        if let Some(rl) = rl {
+                            let k = rl.st.len();
+                            *seg = RowSeg {
+                                k,
+                                a: rl.st.as_ptr(),
+                                b: rl.b.as_ptr().wrapping_add(jr * nr * k),
+                            };
+                        }
                     }
                 }
+                let args = MicroArgs {
+                    k1: main.kc,
+                    a1: main.a.as_ptr().wrapping_add(i0 * main.lda),
+                    lda1: main.lda,
+                    b1: b1.as_ptr(),
+                    k2,
+                    a2,
+                    lda2,
+                    b2,
+                    c: c.ptr_at(i0, j0),
+                    ldc: c.ld(),
+                    n,
+                    bias: bias.map_or(core::ptr::null(), |b| b[j0..].as_ptr()),
+                    first,
+                    rows2: if per_row.is_some() {
+                        segs.as_ptr()
+                    } else {
+                        core::ptr::null()
+                    },
+                    pf,
+                    pf_ld,
+                    pf_lpr,
+                    pf_first,
+                    pf_n,
+                };
+                // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::for_isa); `m ≤ MR`
+                // picks the instantiation; A holds rows i0..i0+m of k values at stride lda
+                // (checked above: (mc−1)·lda + k ≤ len, pointers only dereferenced when k > 0),
+                // the group's B panels hold `NR·k` values each (checked above / packed by
+                // `group_panels`), C's tile (i0.., j0..) of m × n lies inside `c`'s rectangle
+                // (m ≤ mc − i0, n ≤ nc − j0), bias has nc values, and each per-row segment's st
+                // has k values and its B ⌈nc/NR⌉·NR·k ≥ (jr + 1)·NR·k (checked above).
+                unsafe { (ks.micro[m - 1])(&args) };
             }
-            let args = MicroArgs {
-                k1: main.kc,
-                a1: main.a.as_ptr().wrapping_add(i0 * main.lda),
-                lda1: main.lda,
-                b1: b1.as_ptr(),
-                k2,
-                a2: a2.as_ptr().wrapping_add(i0 * lda2),
-                lda2,
-                b2: b2.as_ptr(),
-                c: c.ptr_at(i0, j0),
-                ldc: c.ld(),
-                n,
-                bias: bias.map_or(core::ptr::null(), |b| b[j0..].as_ptr()),
-                first,
-                rows2: if per_row.is_some() {
-                    segs.as_ptr()
-                } else {
-                    core::ptr::null()
-                },
-            };
-            // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::for_isa); `m ≤ MR`
-            // picks the instantiation; A holds rows i0..i0+m of k values at stride lda (checked
-            // above: (mc−1)·lda + k ≤ len, pointers only dereferenced when k > 0), B panels
-            // `NR·k` values (checked above / by `panel`), C's tile (i0.., j0..) of m × n lies inside `c`'s
-            // rectangle (m ≤ mc − i0, n ≤ nc − j0), bias has nc values, and each per-row
-            // segment's st has k values and its B ⌈nc/NR⌉·NR·k ≥ (jr + 1)·NR·k (checked above).
-            unsafe { (ks.micro[m - 1])(&args) };
         }
+        g0 = g1;
     }
 }
 
-/// The `jr`-th `kc × NR` panel of a source, packing it into `scratch` when raw.
-fn panel<'a: 'r, 'r>(
+/// Panels `g0..g1` (each `kc × NR`) of a source, contiguous: a slice of the packed ones, or
+/// the raw rows packed into `scratch`.
+fn group_panels<'a: 'r, 'r>(
     src: Panels<'a>,
     kc: usize,
     nr: usize,
-    jr: usize,
-    n: usize,
+    nc: usize,
+    g0: usize,
+    g1: usize,
     scratch: &'r mut [f32],
 ) -> &'r [f32] {
     match src {
-        Panels::Packed(b) => &b[jr * nr * kc..][..nr * kc],
+        Panels::Packed(b) => &b[g0 * nr * kc..g1 * nr * kc],
         Panels::Raw { w, ld, k0 } => {
-            let rows = &w[jr * nr * ld..];
-            pack_panels(rows, ld, n, k0, kc, nr, scratch);
-            scratch
+            let cols = (g1 * nr).min(nc) - g0 * nr;
+            pack_panels(&w[g0 * nr * ld..], ld, cols, k0, kc, nr, scratch);
+            &scratch[..(g1 - g0) * nr * kc]
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct KernelSet {
     pub mc: usize,
     /// Columns of a W block (JC loop) that one thread walks per x block. A multiple of NR.
     pub nc: usize,
+    /// W̃ panels per group in the macro-kernel (a group's `NG·KC·NR` floats stay in L2 while
+    /// each x tile is reused across them from L1).
+    pub ng: usize,
     /// Small-rows kernel tile: x rows × W rows per call.
     pub dot_rx: usize,
     pub dot_jw: usize,
@@ -67,6 +70,7 @@ impl std::fmt::Debug for KernelSet {
             .field("kc", &self.kc)
             .field("mc", &self.mc)
             .field("nc", &self.nc)
+            .field("ng", &self.ng)
             .finish()
     }
 }
@@ -92,7 +96,7 @@ impl KernelSet {
             _ => (&portable::SET, 0),
         };
         SETS[slot].get_or_init(|| {
-            let (kc, mc, nc) = blocking::derive(
+            let (kc, mc, nc, ng) = blocking::derive(
                 template.mr,
                 template.nr,
                 template.kc,
@@ -102,6 +106,7 @@ impl KernelSet {
                 kc,
                 mc,
                 nc,
+                ng,
                 ..*template
             }
         })
@@ -147,6 +152,7 @@ macro_rules! isa_kernels {
                 kc: $kc,
                 mc: $mc,
                 nc: $nc,
+                ng: 1,
                 dot_rx: $rx,
                 dot_jw: $jw,
                 micro: &MICRO,

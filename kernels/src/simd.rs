@@ -31,6 +31,10 @@ pub(crate) trait Simd {
     #[inline(always)]
     unsafe fn prefetch(_p: *const f32) {}
 
+    /// As [`Simd::prefetch`], into L2 only (for data needed after the current tile).
+    #[inline(always)]
+    unsafe fn prefetch_l2(_p: *const f32) {}
+
     /// Loads `n < LANES` values, the other lanes zero. Reads only `n` values.
     #[inline(always)]
     unsafe fn load_partial(p: *const f32, n: usize) -> Self::V {
@@ -132,6 +136,10 @@ mod x86 {
             _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
         }
         #[inline(always)]
+        unsafe fn prefetch_l2(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T1>(p as *const i8)
+        }
+        #[inline(always)]
         unsafe fn hsum(v: __m256) -> f32 {
             let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
             let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -174,6 +182,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn prefetch(p: *const f32) {
             _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+        }
+        #[inline(always)]
+        unsafe fn prefetch_l2(p: *const f32) {
+            _mm_prefetch::<_MM_HINT_T1>(p as *const i8)
         }
         #[inline(always)]
         unsafe fn hsum(v: __m512) -> f32 {
