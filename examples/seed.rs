@@ -10,7 +10,8 @@
 //! bandwidth and print W GB/s and % of it). FUSED_LORA_ISA=portable|avx2|avx512 lowers the ISA.
 //!
 //! Every variant runs once per round, interleaved, so the machine's noise hits them alike;
-//! the table shows medians. Exit status 1 if a fused result exceeds the error bound.
+//! the table shows medians. With --threads N > 1 the layer also runs on a 1-thread pool in the
+//! same rounds, and the scaling ratio is printed (its % peak is of the 1-thread peak). Exit status 1 if a fused result exceeds the error bound.
 
 use fused_lora::{reference, Adapter, Dims, Kernels, LoraLinear};
 use fused_lora_kernels::baseline::{self, fill, Peer};
@@ -93,6 +94,11 @@ fn main() {
     let isa = kern.isa();
 
     let peak = probe::fma_peak_gflops(fused_lora::Isa::best(), o.threads);
+    let peak1 = if o.threads > 1 {
+        probe::fma_peak_gflops(fused_lora::Isa::best(), 1)
+    } else {
+        peak
+    };
     let bw = if o.compare {
         probe::read_bandwidth_gbs(512 << 20, o.threads)
     } else {
@@ -254,11 +260,26 @@ fn main() {
     if !peers {
         variants.truncate(3);
     }
+    // With --threads N > 1: the layer once more on a 1-thread pool, in the same rounds, for a
+    // same-run scaling ratio (separate runs differ by more than the ratio's error here).
+    let pool1 = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("thread pool");
+    let scaling = (o.threads > 1).then_some(variants.len());
+    if scaling.is_some() {
+        variants.push((
+            "fused-lora LoraLinear::forward, 1 thread",
+            true,
+            Box::new(move |c, y| layers[c].forward(rows, x, y).expect("forward")),
+        ));
+    }
+    let pool_of = |vi: usize| if Some(vi) == scaling { &pool1 } else { &pool };
     let mut y = vec![f32::NAN; rows * d_out];
     let mut errs = Vec::new();
-    for (_, fused, run) in variants.iter_mut() {
+    for (vi, (_, fused, run)) in variants.iter_mut().enumerate() {
         y.fill(f32::NAN);
-        pool.install(|| run(0, &mut y));
+        pool_of(vi).install(|| run(0, &mut y));
         errs.push(if *fused { Some(err_ratio(&y)) } else { None });
     }
     let unfused_err = if peers {
@@ -287,7 +308,7 @@ fn main() {
         for (vi, (_, _, run)) in variants.iter_mut().enumerate() {
             c = (c + 1) % copies;
             let t0 = Instant::now();
-            pool.install(|| run(c, &mut y));
+            pool_of(vi).install(|| run(c, &mut y));
             times[vi].push(t0.elapsed().as_secs_f64());
         }
     }
@@ -325,6 +346,7 @@ fn main() {
     let unfused_mm = if peers { med[3] } else { f64::NAN };
     for (vi, (name, _, _)) in variants.iter().enumerate() {
         let t = med[vi];
+        let peak = if Some(vi) == scaling { peak1 } else { peak };
         let fl = if name.contains("base") && !name.contains("shrink") {
             2.0 * (rows * d_in * d_out) as f64
         } else {
@@ -349,6 +371,13 @@ fn main() {
     }
     println!("\nLoRA overhead of the fused layer: forward(rank {rank}) / forward(rank 0) = {:.3} (FLOP ratio {:.3})",
         med[0] / med[2], flops / (2.0 * (rows * d_in * d_out) as f64));
+    if let Some(si) = scaling {
+        println!(
+            "scaling: forward on 1 thread / on {} threads = {:.2}× (same rounds)",
+            o.threads,
+            med[si] / med[0]
+        );
+    }
     let worst = errs.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
     if worst <= 1.0 {
         println!("check: fused outputs within the error bound 2·(d_in+rank+2)·ε·Σ|terms| (worst {worst:.1e} of it) on {} rows", check_rows.len());

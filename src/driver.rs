@@ -20,16 +20,20 @@ use fused_lora_kernels::{
     dot_kernel, macro_kernel, DotSeg, KernelSet, Lora, MatMut, Panels, RowLora, Segment, Store,
 };
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Below this many FLOPs a call runs on the calling thread: splitting would cost more than it
 /// saves (a rayon fork/join is a few microseconds). The threshold depends only on the shape,
 /// never on the pool, so it cannot change results.
 const PAR_MIN_FLOPS: f64 = 4.0e6;
 
-/// Chunks of work per thread. More than one, so that a worker that wakes late (on a virtual
-/// machine waking an idle vCPU took up to ~1 ms here) still steals its share of what is left,
-/// instead of finding the other thread done with half and busy with its own.
-const CHUNKS_PER_THREAD: usize = 4;
+/// Work is cut into chunks that the threads pull from a queue, largest first (guided
+/// self-scheduling): each chunk is 1/(2·threads) of what is left, and none is smaller than
+/// 1/(16·threads) of the whole. A thread that starts late, or runs slower (the other core
+/// busy on the host, a shared L3), takes fewer chunks, and the small ones at the end keep the
+/// threads finishing together. Which thread computes a chunk never changes its result.
+const MIN_CHUNK_DIV: usize = 16;
 
 /// Threads to split `flops` of work over: the current rayon pool's size, or 1 for small work.
 pub(crate) fn threads_for(flops: f64) -> usize {
@@ -59,19 +63,49 @@ pub(crate) fn k_blocks(k: usize, kc: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// `n` split into `parts` chunks that are multiples of `unit` (the last takes the remainder).
-fn chunks(n: usize, unit: usize, parts: usize) -> Vec<usize> {
-    let units = n.div_ceil(unit);
-    let parts = parts.clamp(1, units.max(1));
-    let mut out = Vec::with_capacity(parts);
-    let mut done = 0;
-    for p in 0..parts {
-        let u = units * (p + 1) / parts - units * p / parts;
+/// `n` cut into chunks for `threads` workers (see [`MIN_CHUNK_DIV`]): multiples of `unit` but
+/// the last, largest first, covering `n`. One chunk for one thread.
+fn chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
+    let units = n.div_ceil(unit.max(1));
+    if threads <= 1 || units <= 1 {
+        return vec![n];
+    }
+    let min = (units / (MIN_CHUNK_DIV * threads)).max(1);
+    let mut out = Vec::new();
+    let (mut left, mut done) = (units, 0);
+    while left > 0 {
+        let u = left.div_ceil(2 * threads).max(min).min(left);
         let len = (u * unit).min(n - done);
         out.push(len);
         done += len;
+        left -= u;
     }
     out
+}
+
+/// Runs `f` on every item, `threads` workers pulling items in order from a shared queue (so
+/// the large chunks go first, and a worker that starts late just takes fewer). On one
+/// thread, or one item, runs them here in order.
+fn run_queue<T: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) + Sync) {
+    if threads <= 1 || items.len() <= 1 {
+        items.into_iter().for_each(f);
+        return;
+    }
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let next = AtomicUsize::new(0);
+    let workers = threads.min(slots.len());
+    (0..workers).into_par_iter().for_each(|_| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = slots.get(i) else {
+            break;
+        };
+        // Each index is handed out once, so the lock is never contended; a poisoned lock
+        // (a panic in another chunk) still yields the item.
+        let item = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(item) = item {
+            f(item);
+        }
+    });
 }
 
 /// A weight (`n × k`, row-major) packed once into NR-wide panels per K block:
@@ -241,7 +275,7 @@ impl Gemm<'_> {
         let nt = threads_for(flops);
         let np = n.div_ceil(ks.nr);
         let tasks: Vec<Task<'_>> = if nt > 1 && np >= nt {
-            let widths = chunks(n, ks.nr, nt * CHUNKS_PER_THREAD);
+            let widths = chunks(n, ks.nr, nt);
             let mut c0 = 0;
             y.split_cols_into(&widths)
                 .into_iter()
@@ -253,7 +287,7 @@ impl Gemm<'_> {
                 })
                 .collect()
         } else if nt > 1 && rows > ks.mr {
-            let heights = chunks(rows, ks.mr, nt * CHUNKS_PER_THREAD);
+            let heights = chunks(rows, ks.mr, nt);
             let mut r0 = 0;
             y.split_rows_into(&heights)
                 .into_iter()
@@ -283,15 +317,7 @@ impl Gemm<'_> {
             XRows { x: self.x, ld: k }
         };
         let (st, blocks) = (&st[..], &blocks[..]);
-        if tasks.len() == 1 {
-            for t in tasks {
-                self.task(t, xs, st, blocks, lora);
-            }
-        } else {
-            tasks
-                .into_par_iter()
-                .for_each(|t| self.task(t, xs, st, blocks, lora));
-        }
+        run_queue(tasks, nt, |t| self.task(t, xs, st, blocks, lora));
         Ok(())
     }
 
@@ -526,7 +552,7 @@ pub(crate) fn shrink(
     }
     let flops = 2.0 * rows as f64 * k as f64 * n as f64;
     let nt = threads_for(flops);
-    let heights = chunks(rows, ks.dot_rx, nt * CHUNKS_PER_THREAD);
+    let heights = chunks(rows, ks.dot_rx, nt);
     let Some(view) = MatMut::new(t, rows, n, n) else {
         return;
     };
@@ -539,7 +565,7 @@ pub(crate) fn shrink(
         })
         .zip(view.split_rows_into(&heights))
         .collect();
-    parts.into_par_iter().for_each(|(r0, out)| {
+    run_queue(parts, nt, |(r0, out)| {
         dot_kernel(
             ks,
             DotSeg {
@@ -576,7 +602,8 @@ pub(crate) fn small_rows(
         return;
     }
     let flops = 2.0 * rows as f64 * n as f64 * (k + rank) as f64;
-    let widths = chunks(n, ks.dot_jw, threads_for(flops) * CHUNKS_PER_THREAD);
+    let nt = threads_for(flops);
+    let widths = chunks(n, ks.dot_jw, nt);
     let mut c0 = 0;
     let parts: Vec<(usize, MatMut<'_>)> = y
         .split_cols_into(&widths)
@@ -588,7 +615,7 @@ pub(crate) fn small_rows(
             (c, v)
         })
         .collect();
-    parts.into_par_iter().for_each(|(c0, out)| {
+    run_queue(parts, nt, |(c0, out)| {
         let seg1 = DotSeg {
             x,
             ldx: k,
@@ -637,6 +664,7 @@ mod tests {
             let c = chunks(n, unit, parts);
             assert_eq!(c.iter().sum::<usize>(), n);
             assert!(c[..c.len() - 1].iter().all(|x| x % unit == 0));
+            assert!(c.windows(2).all(|w| w[0] >= w[1]), "{c:?}");
         }
     }
 }
