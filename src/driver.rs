@@ -577,6 +577,7 @@ pub(crate) fn shrink(
             },
             None,
             None,
+            false,
             out,
         );
     });
@@ -630,7 +631,8 @@ pub(crate) fn small_rows(
             ldw: rank,
             k: rank,
         });
-        dot_kernel(ks, seg1, seg2, bias.map(|b| &b[c0..]), out);
+        // W streams from memory here: read it as several long runs side by side.
+        dot_kernel(ks, seg1, seg2, bias.map(|b| &b[c0..]), true, out);
     });
 }
 

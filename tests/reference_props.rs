@@ -113,6 +113,8 @@ fn block_boundaries() {
         (12, 16, 32, 0),    // exact AVX-512 tile
         (6, 8, 16, 1),      // exact AVX2 tile
         (1, 4096, 40, 16),  // decode row
+        (1, 1600, 1001, 8), // packed decode: multi-stream runs, K blocks, ragged last panel
+        (3, 100, 1003, 5),  // small rows: far-apart w runs plus leftover rows
         (2, 0, 5, 3),       // d_in = 0: y = bias
         (3, 5, 0, 2),       // d_out = 0
         (0, 5, 7, 2),       // rows = 0

@@ -31,7 +31,7 @@ pub use isa::Isa;
 pub use mat::MatMut;
 
 use dot::DotFn;
-use gemm::MicroFn;
+use gemm::{GemvFn, MicroFn};
 use std::sync::OnceLock;
 
 /// One ISA's kernels and block sizes (BLIS's "context"). Obtain it with [`KernelSet::for_isa`].
@@ -57,6 +57,8 @@ pub struct KernelSet {
     pub dot_rx: usize,
     pub dot_jw: usize,
     micro: &'static [MicroFn],
+    /// Single-row kernels over 1..=GEMV_STREAMS panels at once (decode through packed W̃).
+    gemv: &'static [GemvFn],
     dot_wide: &'static [DotFn],
     dot_one: &'static [DotFn],
 }
@@ -126,7 +128,7 @@ macro_rules! isa_kernels {
      rx: $rx:literal, jw: $jw:literal, ms: [$($m:literal)*], rxs: [$($r:literal)*]) => {
         mod $name {
             use crate::dot::{dot_body, DotArgs, DotFn};
-            use crate::gemm::{micro_body, MicroArgs, MicroFn};
+            use crate::gemm::{gemv_body, micro_body, GemvArgs, GemvFn, MicroArgs, MicroFn};
             use crate::simd::Simd;
 
             const NR: usize = $nv * <$S as Simd>::LANES;
@@ -137,11 +139,18 @@ macro_rules! isa_kernels {
             }
 
             $(#[$attr])*
+            unsafe fn gemv<const P: usize>(p: &GemvArgs) {
+                gemv_body::<$S, $nv, P>(p)
+            }
+
+            $(#[$attr])*
             unsafe fn dot<const RX: usize, const JW: usize>(p: &DotArgs) {
                 dot_body::<$S, RX, JW>(p)
             }
 
             static MICRO: [MicroFn; $mr] = [$(micro::<$m> as MicroFn),*];
+            static GEMV: [GemvFn; crate::gemm::GEMV_STREAMS] =
+                [gemv::<1>, gemv::<2>, gemv::<3>, gemv::<4>];
             static DOT_WIDE: [DotFn; $rx] = [$(dot::<$r, $jw> as DotFn),*];
             static DOT_ONE: [DotFn; $rx] = [$(dot::<$r, 1> as DotFn),*];
 
@@ -156,6 +165,7 @@ macro_rules! isa_kernels {
                 dot_rx: $rx,
                 dot_jw: $jw,
                 micro: &MICRO,
+                gemv: &GEMV,
                 dot_wide: &DOT_WIDE,
                 dot_one: &DOT_ONE,
             };
