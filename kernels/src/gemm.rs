@@ -404,6 +404,9 @@ pub fn macro_kernel(
     let k2 = lora.map_or(0, |l| l.kc);
     let n_panels = nc.div_ceil(nr);
     let n_tiles = mc.div_ceil(mr);
+    // Tiles of nearly equal height (8 rows: 4 + 4, not 6 + 2): a tile of few rows has few
+    // independent accumulator chains and waits on FMA latency.
+    let (tile_h, tile_extra) = (mc / n_tiles, mc % n_tiles);
     // Panels per group: the IR loop runs outside the JR loop within a group, so one x tile
     // is reused from L1 across the group's panels while the group's W̃ (≤ ¾ of L2) stays
     // in L2. One panel per group is BLIS's plain JR-outer order.
@@ -489,8 +492,8 @@ pub fn macro_kernel(
         };
         let pf_per_call = pf_lines.div_ceil(n_tiles * gn);
         for ir in 0..n_tiles {
-            let i0 = ir * mr;
-            let m = mr.min(mc - i0);
+            let i0 = ir * tile_h + ir.min(tile_extra);
+            let m = tile_h + usize::from(ir < tile_extra);
             for jr in g0..g1 {
                 let j0 = jr * nr;
                 let n = nr.min(nc - j0);
@@ -545,8 +548,9 @@ pub fn macro_kernel(
                     pf_first,
                     pf_n,
                 };
-                // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::for_isa); `m ≤ MR`
-                // picks the instantiation; A holds rows i0..i0+m of k values at stride lda
+                // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::for_isa);
+                // 1 ≤ m = ⌊mc/n_tiles⌋ or ⌈mc/n_tiles⌉ ≤ MR picks the instantiation, and the
+                // n_tiles tiles cover rows 0..mc exactly; A holds rows i0..i0+m of k values at stride lda
                 // (checked above: (mc−1)·lda + k ≤ len, pointers only dereferenced when k > 0),
                 // the group's B panels hold `NR·k` values each (checked above / packed by
                 // `group_panels`), C's tile (i0.., j0..) of m × n lies inside `c`'s rectangle
