@@ -143,35 +143,45 @@ pub fn dot_kernel(
         assert!(b.len() >= n, "dot: bias too short");
     }
     let (rx, jw) = (ks.dot_rx, ks.dot_jw);
-    // Streams: rows j, j + run, j + 2·run, ... of w per call, for j < run; the n − jw·run
-    // rows left over go through the adjacent loop below.
+    // One call: x rows i0..i0+m against the w rows j, j + sp, j + 2·sp, … (JW of them when
+    // `wide`, else one), outputs and bias `sp` apart.
+    let mut call = |i0: usize, m: usize, j: usize, sp: usize, wide: bool| {
+        let args = DotArgs {
+            x1: seg1.x.as_ptr().wrapping_add(i0 * seg1.ldx),
+            ldx1: seg1.ldx,
+            w1: seg1.w.as_ptr().wrapping_add(j * seg1.ldw),
+            ldw1: sp * seg1.ldw,
+            k1: seg1.k,
+            x2: seg2.x.as_ptr().wrapping_add(i0 * seg2.ldx),
+            ldx2: seg2.ldx,
+            w2: seg2.w.as_ptr().wrapping_add(j * seg2.ldw),
+            ldw2: sp * seg2.ldw,
+            k2: seg2.k,
+            out: out.ptr_at(i0, j),
+            ldo: out.ld(),
+            bias: bias.map_or(core::ptr::null(), |b| b[j..].as_ptr()),
+            cs: sp,
+        };
+        let f = if wide {
+            ks.dot_wide[m - 1]
+        } else {
+            ks.dot_one[m - 1]
+        };
+        // SAFETY: `ks` runs on this CPU; the callers below keep rows i0..i0+m ≤ rows of x and
+        // the w rows j + r·sp (r < JW when wide, r = 0 otherwise) < n, so every read lies
+        // inside x and w (checked above; pointers are only dereferenced when k > 0), every
+        // output (i, j + r·sp) inside `out`'s rectangle, and bias (n values) covers j + r·sp.
+        unsafe { f(&args) };
+    };
+    let rows_of = |i0: usize| rx.min(rows - i0);
+    // Streams: rows j, j + run, j + 2·run, … of w per call, for j < run (jw·run ≤ n); the
+    // n − jw·run rows left over go through the adjacent loop below.
     let run = if streams && jw > 1 { n / jw } else { 0 };
     for j in 0..run {
         let mut i0 = 0;
         while i0 < rows {
-            let m = rx.min(rows - i0);
-            let args = DotArgs {
-                x1: seg1.x.as_ptr().wrapping_add(i0 * seg1.ldx),
-                ldx1: seg1.ldx,
-                w1: seg1.w.as_ptr().wrapping_add(j * seg1.ldw),
-                ldw1: run * seg1.ldw,
-                k1: seg1.k,
-                x2: seg2.x.as_ptr().wrapping_add(i0 * seg2.ldx),
-                ldx2: seg2.ldx,
-                w2: seg2.w.as_ptr().wrapping_add(j * seg2.ldw),
-                ldw2: run * seg2.ldw,
-                k2: seg2.k,
-                out: out.ptr_at(i0, j),
-                ldo: out.ld(),
-                bias: bias.map_or(core::ptr::null(), |b| b[j..].as_ptr()),
-                cs: run,
-            };
-            // SAFETY: `ks` runs on this CPU; rows i0..i0+m ≤ rows of x; w rows j + r·run for
-            // r < jw are < jw·run ≤ n, inside w (checked above; pointers are only
-            // dereferenced when k > 0); outputs (i, j + r·run) lie inside `out`'s rectangle;
-            // bias has n > j + (jw−1)·run values.
-            unsafe { ks.dot_wide[m - 1](&args) };
-            i0 += m;
+            call(i0, rows_of(i0), j, run, true);
+            i0 += rows_of(i0);
         }
     }
     let mut j0 = jw * run;
@@ -179,33 +189,8 @@ pub fn dot_kernel(
         let (wide, step) = if n - j0 >= jw { (true, jw) } else { (false, 1) };
         let mut i0 = 0;
         while i0 < rows {
-            let m = rx.min(rows - i0);
-            let args = DotArgs {
-                x1: seg1.x.as_ptr().wrapping_add(i0 * seg1.ldx),
-                ldx1: seg1.ldx,
-                w1: seg1.w.as_ptr().wrapping_add(j0 * seg1.ldw),
-                ldw1: seg1.ldw,
-                k1: seg1.k,
-                x2: seg2.x.as_ptr().wrapping_add(i0 * seg2.ldx),
-                ldx2: seg2.ldx,
-                w2: seg2.w.as_ptr().wrapping_add(j0 * seg2.ldw),
-                ldw2: seg2.ldw,
-                k2: seg2.k,
-                out: out.ptr_at(i0, j0),
-                ldo: out.ld(),
-                bias: bias.map_or(core::ptr::null(), |b| b[j0..].as_ptr()),
-                cs: 1,
-            };
-            let f = if wide {
-                ks.dot_wide[m - 1]
-            } else {
-                ks.dot_one[m - 1]
-            };
-            // SAFETY: `ks` runs on this CPU; rows i0..i0+m ≤ rows and w rows j0..j0+step ≤ n
-            // lie inside x, w (checked above; pointers are only dereferenced when k > 0) and
-            // inside `out`'s rectangle; bias has n ≥ j0 + step values.
-            unsafe { f(&args) };
-            i0 += m;
+            call(i0, rows_of(i0), j0, 1, wide);
+            i0 += rows_of(i0);
         }
         j0 += step;
     }

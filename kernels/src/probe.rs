@@ -45,33 +45,22 @@ pub fn fma_peak_gflops(isa: Isa, threads: usize) -> f64 {
 }
 
 /// Read bandwidth in GB/s: `threads` threads summing their share of a `bytes`-byte array
-/// (choose it well beyond the L3 to measure DRAM). Median of 5 passes after a warm-up pass.
+/// (choose it well beyond the L3 to measure DRAM), each as one sequential stream. Median of 5
+/// passes after a warm-up pass.
 pub fn read_bandwidth_gbs(bytes: usize, threads: usize) -> f64 {
-    let n = (bytes / 4).max(1 << 16);
-    let data: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
-    let threads = threads.max(1);
-    let chunk = n.div_ceil(threads);
-    let pass = || {
-        let t0 = Instant::now();
-        std::thread::scope(|s| {
-            for part in data.chunks(chunk) {
-                s.spawn(move || black_box(sum(part)));
-            }
-        });
-        t0.elapsed().as_secs_f64()
-    };
-    pass();
-    let mut t: Vec<f64> = (0..5).map(|_| pass()).collect();
-    t.sort_by(f64::total_cmp);
-    (n * 4) as f64 / t[2] / 1e9
+    read_gbs(bytes, threads, 1)
 }
 
 /// Read bandwidth in GB/s as [`read_bandwidth_gbs`], but each thread reads its share as
-/// blocks of `streams` 1 MiB runs side by side (one 32-float step of each run in turn). On the Zen 3 test
-/// machine one sequential stream per core reached 18.6–19.0 GB/s and four 27–28 GB/s: the
-/// hardware prefetcher, not DRAM, limits a single stream. Kernels that stream W (decode) read
-/// it this way, so this is the bandwidth they are measured against.
+/// blocks of `streams` 1 MiB runs side by side (one 32-float step of each run in turn). On the
+/// Zen 3 test machine one sequential stream per core reached 18.6–19.0 GB/s and four 27–28
+/// GB/s: the hardware prefetcher, not DRAM, limits a single stream. Kernels that stream W
+/// (decode) read it this way, so this is the bandwidth they are measured against.
 pub fn read_bandwidth_streams_gbs(bytes: usize, threads: usize, streams: usize) -> f64 {
+    read_gbs(bytes, threads, streams.max(1))
+}
+
+fn read_gbs(bytes: usize, threads: usize, streams: usize) -> f64 {
     let n = (bytes / 4).max(1 << 16);
     let data: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
     let threads = threads.max(1);
@@ -80,7 +69,13 @@ pub fn read_bandwidth_streams_gbs(bytes: usize, threads: usize, streams: usize) 
         let t0 = Instant::now();
         std::thread::scope(|s| {
             for part in data.chunks(chunk) {
-                s.spawn(move || black_box(sum_streams(part, streams.max(1))));
+                s.spawn(move || {
+                    black_box(if streams <= 1 {
+                        sum(part)
+                    } else {
+                        sum_streams(part, streams)
+                    })
+                });
             }
         });
         t0.elapsed().as_secs_f64()
