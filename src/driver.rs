@@ -35,6 +35,21 @@ const PAR_MIN_FLOPS: f64 = 4.0e6;
 /// threads finishing together. Which thread computes a chunk never changes its result.
 const MIN_CHUNK_DIV: usize = 16;
 
+/// `y` (`rows × cols`, row-major, length already checked against `expected`) as an output
+/// view; the error only reports a length the caller's checks should have caught.
+pub(crate) fn y_view(
+    y: &mut [f32],
+    rows: usize,
+    cols: usize,
+    expected: usize,
+) -> Result<MatMut<'_>, LoraError> {
+    MatMut::new(y, rows, cols, cols).ok_or(LoraError::Length {
+        arg: "y",
+        expected,
+        actual: 0,
+    })
+}
+
 /// Threads to split `flops` of work over: the current rayon pool's size, or 1 for small work.
 pub(crate) fn threads_for(flops: f64) -> usize {
     if flops < PAR_MIN_FLOPS {

@@ -2,12 +2,12 @@
 
 use crate::dims::Dims;
 use crate::driver::{
-    mixed_shrink, shrink, Gemm, LoraSpec, LoraTerm, MixedAdapter, MixedTerm, PackedW,
+    mixed_shrink, shrink, y_view, Gemm, LoraSpec, LoraTerm, MixedAdapter, MixedTerm, PackedW,
     ShrinkAdapter, WSrc,
 };
 use crate::error::{expect_len, mul, LoraError};
 use crate::{Isa, Kernels};
-use fused_lora_kernels::{KernelSet, MatMut, Store};
+use fused_lora_kernels::{KernelSet, Store};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The adapter in the layer's packed form: A kept row-major (the shrink reads it in place),
@@ -340,11 +340,7 @@ impl LoraLinear {
                 b: WSrc::Packed(&a.b),
             })
             .collect();
-        let y = MatMut::new(y, rows, self.d_out, self.d_out).ok_or(LoraError::Length {
-            arg: "y",
-            expected: s.y,
-            actual: 0,
-        })?;
+        let y = y_view(y, rows, self.d_out, s.y)?;
         let lora = LoraSpec::PerRow(MixedTerm {
             adapters: &mixed_ads,
             row_adapter: &row_adapter,
@@ -429,11 +425,7 @@ impl LoraLinear {
             }
             None => LoraSpec::None,
         };
-        let y = MatMut::new(y, rows, self.d_out, self.d_out).ok_or(LoraError::Length {
-            arg: "y",
-            expected: s.y,
-            actual: 0,
-        })?;
+        let y = y_view(y, rows, self.d_out, s.y)?;
         let gemm = Gemm {
             ks: self.ks,
             rows,

@@ -63,9 +63,9 @@ pub use mixed::{lora_linear_mixed, RankedAdapter};
 pub struct ReadmeDoctests;
 
 use dims::check_linear;
-use driver::{shrink, small_rows, Gemm, LoraSpec, LoraTerm, WSrc};
+use driver::{shrink, small_rows, y_view, Gemm, LoraSpec, LoraTerm, WSrc};
 use error::expect_len;
-use fused_lora_kernels::{KernelSet, MatMut, Store};
+use fused_lora_kernels::{KernelSet, Store};
 
 /// Up to this many rows the one-shot [`lora_linear`] reads W in place with the small-rows
 /// (dot-product) kernel instead of packing it: packing costs a read and a write of W, which
@@ -137,11 +137,7 @@ impl Kernels {
         let ks = self.ks;
         let mut t = vec![0.0f32; s.t];
         shrink(ks, rows, d_in, rank, x, adapter.a, &mut t);
-        let y = MatMut::new(y, rows, d_out, d_out).ok_or(LoraError::Length {
-            arg: "y",
-            expected: s.y,
-            actual: 0,
-        })?;
+        let y = y_view(y, rows, d_out, s.y)?;
         if rows <= SMALL_ROWS {
             for v in &mut t {
                 *v *= adapter.scale;
@@ -203,11 +199,7 @@ impl Kernels {
         if rows == 0 || d_out == 0 || rank == 0 {
             return Ok(());
         }
-        let y = MatMut::new(y, rows, d_out, d_out).ok_or(LoraError::Length {
-            arg: "y",
-            expected: s.y,
-            actual: 0,
-        })?;
+        let y = y_view(y, rows, d_out, s.y)?;
         // scale multiplies t (as in the fused path), then the product accumulates into y.
         let st: Vec<f32> = t.iter().map(|v| v * scale).collect();
         Gemm {

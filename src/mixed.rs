@@ -8,10 +8,12 @@
 //! GEMM, ranks are never padded (the LoRA work is Σ rows·rank), and the expand stays fused.
 
 use crate::dims::{Dims, Sizes};
-use crate::driver::{mixed_shrink, Gemm, LoraSpec, MixedAdapter, MixedTerm, ShrinkAdapter, WSrc};
+use crate::driver::{
+    mixed_shrink, y_view, Gemm, LoraSpec, MixedAdapter, MixedTerm, ShrinkAdapter, WSrc,
+};
 use crate::error::{expect_len, mul, LoraError};
 use crate::Kernels;
-use fused_lora_kernels::{MatMut, Store};
+use fused_lora_kernels::Store;
 
 /// One adapter of a mixed batch, with its own rank: A `[rank, d_in]`, B `[d_out, rank]`,
 /// final `scale`.
@@ -113,11 +115,7 @@ impl Kernels {
                 b: WSrc::Raw(a.b),
             })
             .collect();
-        let y = MatMut::new(y, rows, d_out, d_out).ok_or(LoraError::Length {
-            arg: "y",
-            expected: s.y,
-            actual: 0,
-        })?;
+        let y = y_view(y, rows, d_out, s.y)?;
         let lora = LoraSpec::PerRow(MixedTerm {
             adapters: &mixed_ads,
             row_adapter,
