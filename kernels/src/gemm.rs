@@ -407,9 +407,6 @@ pub fn macro_kernel(
     // Tiles of nearly equal height (8 rows: 4 + 4, not 6 + 2): a tile of few rows has few
     // independent accumulator chains and waits on FMA latency.
     let (tile_h, tile_extra) = (mc / n_tiles, mc % n_tiles);
-    // Panels per group: the IR loop runs outside the JR loop within a group, so one x tile
-    // is reused from L1 across the group's panels while the group's W̃ (≤ ¾ of L2) stays
-    // in L2. One panel per group is BLIS's plain JR-outer order.
     // One row against packed panels (decode through a `LoraLinear`): the multi-stream kernel.
     let packed_b2 = match lora.map(|l| l.b) {
         None => Some(&[][..]),
@@ -456,6 +453,9 @@ pub fn macro_kernel(
         }
         return;
     }
+    // Panels per group: the IR loop runs outside the JR loop within a group, so one x tile
+    // is reused from L1 across the group's panels while the group's W̃ (≤ ¾ of L2) stays
+    // in L2. One panel per group is BLIS's plain JR-outer order.
     let group = ks.ng.clamp(1, n_panels);
     // Scratch panels for Raw sources: one group of W̃ panels (and of B panels) at a time.
     let mut scratch1 = match main.b {
