@@ -493,16 +493,18 @@ fn weight_panels<'a>(
 pub(crate) struct ShrinkAdapter<'a> {
     pub rank: usize,
     pub a: &'a [f32],
+    /// A packed for the GEMM shrink, when the layer holds it (see [`shrink_on_gemm`]).
+    pub packed: Option<&'a PackedW>,
     pub scale: f32,
 }
 
 /// Mixed batch shrink: every row's `scale·t` (its adapter's rank values, none for rows without
 /// an adapter) in one ragged buffer, and each row's offset in it. Rows are grouped by adapter
 /// (a counting sort of row indices; A is never copied), each group's x rows are gathered once
-/// and shrunk by the small-rows kernel. Each row's result depends only on that row, so any
+/// and shrunk by [`shrink`]. Each row's result depends only on that row, so any
 /// grouping, order or thread count gives the same bits.
 pub(crate) fn mixed_shrink(
-    ks: &KernelSet,
+    ks: &'static KernelSet,
     k: usize,
     x: &[f32],
     row_adapter: &[Option<usize>],
@@ -533,10 +535,10 @@ pub(crate) fn mixed_shrink(
                 xg.extend_from_slice(&x[r * k..(r + 1) * k]);
             }
             let mut tg = vec![0.0f32; rows.len() * ad.rank];
-            shrink(ks, rows.len(), k, ad.rank, &xg, ad.a, &mut tg);
-            (g, tg)
+            shrink(ks, rows.len(), k, ad.rank, &xg, ad.a, ad.packed, &mut tg)?;
+            Ok((g, tg))
         })
-        .collect();
+        .collect::<Result<_, LoraError>>()?;
     let mut st = vec![0.0f32; total];
     for (g, tg) in parts {
         let ad = adapters[g];
@@ -552,25 +554,57 @@ pub(crate) fn mixed_shrink(
     Ok((st, offsets))
 }
 
-/// t (rows × n) = x·Aᵀ with the small-rows kernel (A `[n, k]` has few rows), split over rows.
+/// Ranks from which the shrink runs on the GEMM micro-kernel (A as `⌈rank/NR⌉` W̃-style
+/// panels) instead of the dot kernel: `SHRINK_GEMM_PANELS · NR`. The dot kernel reads A's rows
+/// straight and wins for a few rows of A; at the seed shape (160 × 768, AVX2) it ran rank 64
+/// at 66 GFLOP/s and rank 128 at 45–67, the GEMM kernel at 80 and 71–83 (shrink timed alone,
+/// 200 interleaved rounds), and equal at rank 32.
+const SHRINK_GEMM_PANELS: usize = 4;
+
+/// Whether a rank-`n` shrink runs on the GEMM kernel. Depends only on the rank and the ISA's
+/// NR, so every path (forward, one-shot, mixed batch, `lora_shrink`) makes the same choice for
+/// an adapter and gets the same bits.
+pub(crate) fn shrink_on_gemm(ks: &KernelSet, n: usize) -> bool {
+    n >= SHRINK_GEMM_PANELS * ks.nr
+}
+
+/// t (rows × n) = x·Aᵀ, A `[n, k]` row-major (`packed`: the same A packed with [`PackedW::new`],
+/// `blocked`, when the layer holds it). Few rows of A: the small-rows kernel, split over rows;
+/// many ([`shrink_on_gemm`]): the GEMM kernel, split as any GEMM. The only error is a size
+/// overflow in the GEMM's x copy, returned before t is written.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn shrink(
-    ks: &KernelSet,
+    ks: &'static KernelSet,
     rows: usize,
     k: usize,
     n: usize,
     x: &[f32],
     a: &[f32],
+    packed: Option<&PackedW>,
     t: &mut [f32],
-) {
+) -> Result<(), LoraError> {
     if rows == 0 || n == 0 {
-        return;
+        return Ok(());
+    }
+    let Some(view) = MatMut::new(t, rows, n, n) else {
+        return Ok(());
+    };
+    if shrink_on_gemm(ks, n) {
+        return Gemm {
+            ks,
+            rows,
+            k,
+            n,
+            x,
+            w: packed.map_or(WSrc::Raw(a), WSrc::Packed),
+            lora: LoraSpec::None,
+            store: Store::Overwrite(None),
+        }
+        .run(view);
     }
     let flops = 2.0 * rows as f64 * k as f64 * n as f64;
     let nt = threads_for(flops);
     let heights = chunks(rows, ks.dot_rx, nt);
-    let Some(view) = MatMut::new(t, rows, n, n) else {
-        return;
-    };
     let parts: Vec<(usize, MatMut<'_>)> = heights
         .iter()
         .scan(0, |r0, &h| {
@@ -596,6 +630,7 @@ pub(crate) fn shrink(
             out,
         );
     });
+    Ok(())
 }
 
 /// The one-shot small-rows path: y = x·Wᵀ + st·Bᵀ + bias with W and B read in place, split

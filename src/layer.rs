@@ -2,21 +2,23 @@
 
 use crate::dims::Dims;
 use crate::driver::{
-    mixed_shrink, shrink, y_view, Gemm, LoraSpec, LoraTerm, MixedAdapter, MixedTerm, PackedW,
-    ShrinkAdapter, WSrc,
+    mixed_shrink, shrink, shrink_on_gemm, y_view, Gemm, LoraSpec, LoraTerm, MixedAdapter,
+    MixedTerm, PackedW, ShrinkAdapter, WSrc,
 };
 use crate::error::{expect_len, mul, LoraError};
 use crate::{Isa, Kernels};
 use fused_lora_kernels::{KernelSet, Store};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// The adapter in the layer's packed form: A kept row-major (the shrink reads it in place),
-/// B packed into rank-deep NR panels (the micro-kernel's second segment). `scale` is applied to
-/// t at run time, so the packed weights do not depend on it.
+/// The adapter in the layer's packed form: A kept row-major (the small-rank shrink reads it in
+/// place) and, for ranks whose shrink runs on the GEMM kernel, also packed like W; B packed into
+/// rank-deep NR panels (the micro-kernel's second segment). `scale` is applied to t at run
+/// time, so the packed weights do not depend on it.
 #[derive(Clone, Debug)]
 struct PackedAdapter {
     rank: usize,
     a: Vec<f32>,
+    a_packed: Option<PackedW>,
     b: PackedW,
     scale: f32,
 }
@@ -161,9 +163,15 @@ impl LoraLinear {
         expect_len("a", mul("rank * d_in", rank, self.d_in)?, a.len())?;
         expect_len("b", mul("d_out * rank", self.d_out, rank)?, b.len())?;
         let packed = PackedW::new(self.ks, b, self.d_out, rank, false)?;
+        let a_packed = if shrink_on_gemm(self.ks, rank) {
+            Some(PackedW::new(self.ks, a, rank, self.d_in, true)?)
+        } else {
+            None
+        };
         Ok(PackedAdapter {
             rank,
             a: a.to_vec(),
+            a_packed,
             b: packed,
             scale,
         })
@@ -329,6 +337,7 @@ impl LoraLinear {
             .map(|(_, a)| ShrinkAdapter {
                 rank: a.rank,
                 a: &a.a,
+                packed: a.a_packed.as_ref(),
                 scale: a.scale,
             })
             .collect();
@@ -374,17 +383,11 @@ impl LoraLinear {
     ) -> Result<(), LoraError> {
         expect_len("a", mul("rank * d_in", rank, self.d_in)?, a.len())?;
         expect_len("b", mul("d_out * rank", self.d_out, rank)?, b.len())?;
-        if rank == 0 {
-            self.adapter = None;
-            return Ok(());
-        }
-        let packed = PackedW::new(self.ks, b, self.d_out, rank, false)?;
-        self.adapter = Some(PackedAdapter {
-            rank,
-            a: a.to_vec(),
-            b: packed,
-            scale,
-        });
+        self.adapter = if rank == 0 {
+            None
+        } else {
+            Some(self.pack_adapter(rank, a, b, scale)?)
+        };
         Ok(())
     }
 
@@ -415,7 +418,16 @@ impl LoraLinear {
         let mut t = vec![0.0f32; s.t];
         let lora = match &self.adapter {
             Some(ad) => {
-                shrink(self.ks, rows, self.d_in, rank, x, &ad.a, &mut t);
+                shrink(
+                    self.ks,
+                    rows,
+                    self.d_in,
+                    rank,
+                    x,
+                    &ad.a,
+                    ad.a_packed.as_ref(),
+                    &mut t,
+                )?;
                 LoraSpec::Shared(LoraTerm {
                     rank,
                     t: &t,
@@ -464,12 +476,12 @@ impl LoraLinear {
         self.ks.isa
     }
 
-    /// Bytes of packed weights held (W panels, plus the adapter's A and B panels).
+    /// Bytes of packed weights held (W panels, plus the adapter's A, its panels when the
+    /// shrink runs on the GEMM kernel, and B's panels).
     pub fn packed_bytes(&self) -> usize {
         self.w.bytes()
-            + self
-                .adapter
-                .as_ref()
-                .map_or(0, |a| a.b.bytes() + a.a.len() * 4)
+            + self.adapter.as_ref().map_or(0, |a| {
+                a.b.bytes() + a.a.len() * 4 + a.a_packed.as_ref().map_or(0, PackedW::bytes)
+            })
     }
 }

@@ -136,7 +136,7 @@ impl Kernels {
         }
         let ks = self.ks;
         let mut t = vec![0.0f32; s.t];
-        shrink(ks, rows, d_in, rank, x, adapter.a, &mut t);
+        shrink(ks, rows, d_in, rank, x, adapter.a, None, &mut t)?;
         let y = y_view(y, rows, d_out, s.y)?;
         if rows <= SMALL_ROWS {
             for v in &mut t {
@@ -176,8 +176,7 @@ impl Kernels {
         expect_len("x", s.x, x.len())?;
         expect_len("a", s.a, a.len())?;
         expect_len("t", s.t, t.len())?;
-        shrink(self.ks, dims.rows, dims.d_in, dims.rank, x, a, t);
-        Ok(())
+        shrink(self.ks, dims.rows, dims.d_in, dims.rank, x, a, None, t)
     }
 
     /// See [`lora_expand`].

@@ -104,6 +104,7 @@ impl Kernels {
             .map(|a| ShrinkAdapter {
                 rank: a.rank,
                 a: a.a,
+                packed: None,
                 scale: a.scale,
             })
             .collect();

@@ -168,8 +168,9 @@ fn special_assignments() {
 /// One adapter for every row through the mixed path is bitwise the single-adapter forward.
 #[test]
 fn single_adapter_through_mixed_is_bitwise_forward() {
-    for isa in isas() {
-        let m = Mixed::new(37, 150, 90, &[9], 9);
+    // Rank 9: shrink on the dot kernel; 140: on the GEMM kernel (packed A).
+    for (isa, rank) in isas().into_iter().flat_map(|i| [(i, 9), (i, 140)]) {
+        let m = Mixed::new(37, 150, 90, &[rank], 9);
         let (mut layer, ids) = layer_with(&m, isa);
         let (r, a, b, s) = &m.adapters[0];
         layer.set_adapter(*r, a, b, *s).unwrap();
@@ -180,7 +181,7 @@ fn single_adapter_through_mixed_is_bitwise_forward() {
             .unwrap();
         assert!(
             y1.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{isa}"
+            "{isa} rank {rank}"
         );
     }
 }
