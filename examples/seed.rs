@@ -71,6 +71,16 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// Median and quartiles of the per-round ratios `a[i] / b[i]`. Both calls of a round ran
+/// within milliseconds of each other, so a slow phase of the host moves both; this is the
+/// ratio to quote on a noisy machine (the ratio of the two medians mixes different phases).
+fn paired_ratio(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    (r[n / 2], r[n / 4], r[(3 * n) / 4])
+}
+
 fn main() {
     let o = match parse() {
         Ok(o) => o,
@@ -329,6 +339,8 @@ fn main() {
             times[vi].push(t0.elapsed().as_secs_f64());
         }
     }
+    let overhead = paired_ratio(&times[0], &times[2]);
+    let scaling_ratio = scaling.map(|si| paired_ratio(&times[si], &times[0]));
     let med: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
 
     let flops = o.dims.flops();
@@ -386,13 +398,16 @@ fn main() {
             None => println!(" – |"),
         }
     }
-    println!("\nLoRA overhead of the fused layer: forward(rank {rank}) / forward(rank 0) = {:.3} (FLOP ratio {:.3})",
-        med[0] / med[2], flops / (2.0 * (rows * d_in * d_out) as f64));
-    if let Some(si) = scaling {
+    println!("\nLoRA overhead of the fused layer: forward(rank {rank}) / forward(rank 0) = {:.3} (FLOP ratio {:.3}); per-round ratios: median {:.3}, quartiles {:.3}–{:.3}",
+        med[0] / med[2], flops / (2.0 * (rows * d_in * d_out) as f64), overhead.0, overhead.1, overhead.2);
+    if let (Some(si), Some(sr)) = (scaling, scaling_ratio) {
         println!(
-            "scaling: forward on 1 thread / on {} threads = {:.2}× (same rounds)",
+            "scaling: forward on 1 thread / on {} threads = {:.2}× (medians, same rounds); per-round ratios: median {:.2}, quartiles {:.2}–{:.2}",
             o.threads,
-            med[si] / med[0]
+            med[si] / med[0],
+            sr.0,
+            sr.1,
+            sr.2
         );
     }
     let worst = errs.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
