@@ -103,6 +103,9 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
     }
     let mut acc = [[S::zero(); NV]; M];
     let mut pf_left = p.pf_n;
+    // One slot per 4 k steps of segment 1 (the unrolled loop); see the loop below.
+    let slots = (p.k1 / 4).max(1);
+    let mut pf_acc = 0usize;
     let (mut pf_row, mut pf_col) = if pf_left > 0 {
         let r = p.pf_first / p.pf_lpr;
         (p.pf.wrapping_add(r * p.pf_ld), p.pf_first - r * p.pf_lpr)
@@ -119,7 +122,11 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
         let k4 = k - k % 4;
         let mut kk = 0;
         while kk < k4 {
-            if pf_left > 0 {
+            // Spread this call's pf_n hints evenly over its k1/4 slots (several per slot
+            // when a call must cover many lines: few row tiles per panel, as in decode).
+            pf_acc += p.pf_n;
+            while pf_acc >= slots && pf_left > 0 {
+                pf_acc -= slots;
                 S::prefetch_l2(pf_row.wrapping_add(pf_col * 16));
                 pf_left -= 1;
                 pf_col += 1;
