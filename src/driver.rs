@@ -450,7 +450,20 @@ impl Gemm<'_> {
                         }
                         _ => Lora::None,
                     };
-                    macro_kernel(ks, main, lseg, store, t.y.sub(ic, mcb, jc, ncb));
+                    // The packed panels the next call starts with (prefetched by this one's
+                    // last group): the same block again for the next row block, else the
+                    // next K block, else the next column block.
+                    let next: &[f32] = match self.w {
+                        WSrc::Packed(p) if ic + mcb < trows => p.panels(bi, p0, p1),
+                        WSrc::Packed(p) if bi + 1 < blocks.len() => p.panels(bi + 1, p0, p1),
+                        WSrc::Packed(p) if jc + ncb < tcols => {
+                            let c1 = col0 + ncb;
+                            let n1 = ks.nc.min(tcols - jc - ncb);
+                            p.panels(0, c1 / nr, (c1 + n1).div_ceil(nr))
+                        }
+                        _ => &[],
+                    };
+                    macro_kernel(ks, main, lseg, store, t.y.sub(ic, mcb, jc, ncb), next);
                     ic += mcb;
                 }
             }

@@ -367,13 +367,17 @@ fn check_segment(ks: &KernelSet, seg: &Segment<'_>, mc: usize, nc: usize) {
 }
 
 /// The JR and IR loops: C (mc × nc) op= A·Bᵀ over `main` and, fused in the same register tiles,
-/// `lora`. Panics on inconsistent lengths (the public crate validates before calling).
+/// `lora`. `next`: the packed W̃ panels the caller's next call starts with (empty: unknown);
+/// the calls of the last panel group prefetch their first group's worth into L2, as every
+/// other group does for the group after it. Panics on inconsistent lengths (the public crate
+/// validates before calling).
 pub fn macro_kernel(
     ks: &KernelSet,
     main: Segment<'_>,
     lora: Lora<'_>,
     store: Store<'_>,
     mut c: MatMut<'_>,
+    next: &[f32],
 ) {
     let (mc, nc) = (c.rows(), c.cols());
     if mc == 0 || nc == 0 {
@@ -486,7 +490,13 @@ pub fn macro_kernel(
         // rows they will be packed from) into L2, each call its share, so the next group's
         // first tile does not wait on L3 or memory.
         let (pf, pf_ld, pf_lpr, pf_lines) = match main.b {
-            _ if g1 == n_panels || main.kc == 0 => (core::ptr::null(), 0, 1, 0),
+            _ if main.kc == 0 => (core::ptr::null(), 0, 1, 0),
+            _ if g1 == n_panels => {
+                // Last group: the start of the caller's next call (next K block, row block
+                // or column block), so that call's first tiles do not wait on memory.
+                let lines = next.len().min(group * main.kc * nr) / 16;
+                (next.as_ptr(), 0, lines.max(1), lines)
+            }
             Panels::Packed(b) => {
                 let lines = ((n_panels - g1).min(group) * main.kc * nr).div_ceil(16);
                 (b[g1 * nr * main.kc..].as_ptr(), 0, lines, lines)
