@@ -348,8 +348,9 @@ fn main() {
         o.threads, if o.cold { "cold" } else { "hot" }, (d_out * d_in * 4) as f64 / (1 << 20) as f64,
         if o.cold { format!(", {copies} copies rotated") } else { String::new() });
     let (mr, nr, kc, mc, nc) = kern.blocking();
+    let (mc_p, ng_p) = kern.packed_blocks();
     println!(
-        "blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}, NG {}",
+        "blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}, NG {} (prepacked W: MC {mc_p}, NG {ng_p})",
         kern.panel_group()
     );
     print!(

@@ -353,10 +353,17 @@ impl Gemm<'_> {
         let nr = ks.nr;
         let (trows, tcols) = (t.y.rows(), t.y.cols());
         let rank = lora.map_or(0, |l| l.rank);
-        let several_ic = trows > ks.mc;
+        // Prepacked W̃: row blocks whose x stays in L2 across all panel groups (W̃ is then read
+        // once per row block, prefetched). W̃ packed here: one large block, so each panel is
+        // packed just in time (see fused_lora_kernels::blocking).
+        let (mc, ng) = match self.w {
+            WSrc::Packed(_) => (ks.mc_packed, ks.ng_packed),
+            WSrc::Raw(_) => (ks.mc, ks.ng),
+        };
+        let several_ic = trows > mc;
         // Row blocks of nearly equal size (multiples of MR), not MC-sized blocks and a sliver:
         // 512 rows with MC 510 would be 510 + 2.
-        let n_ic = trows.div_ceil(ks.mc.max(1)).max(1);
+        let n_ic = trows.div_ceil(mc.max(1)).max(1);
         let mc_even = trows.div_ceil(n_ic).div_ceil(ks.mr) * ks.mr;
         let mut wbuf = AlignedBuf::default();
         let mut bbuf = AlignedBuf::default();
@@ -463,7 +470,7 @@ impl Gemm<'_> {
                         }
                         _ => &[],
                     };
-                    macro_kernel(ks, main, lseg, store, t.y.sub(ic, mcb, jc, ncb), next);
+                    macro_kernel(ks, main, lseg, store, t.y.sub(ic, mcb, jc, ncb), ng, next);
                     ic += mcb;
                 }
             }

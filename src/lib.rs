@@ -110,6 +110,12 @@ impl Kernels {
         self.ks.ng
     }
 
+    /// (MC, NG) for a [`LoraLinear`]'s prepacked W̃: row blocks whose x stays in L2 across
+    /// the panel groups (the values above are for W̃ packed during a `lora_linear` call).
+    pub fn packed_blocks(&self) -> (usize, usize) {
+        (self.ks.mc_packed, self.ks.ng_packed)
+    }
+
     pub(crate) fn set(&self) -> &'static KernelSet {
         self.ks
     }

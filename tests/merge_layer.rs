@@ -160,14 +160,17 @@ fn layer_is_shared_by_threads() {
 fn layer_matches_lora_linear() {
     for isa in isas() {
         // Rank 3: the shrink on the dot kernel; 140: on the GEMM kernel, from packed A in the
-        // layer and raw A in lora_linear.
+        // layer and raw A in lora_linear. Rows 150: the layer (prepacked W̃) cuts them into
+        // row blocks of at most MC_packed, lora_linear into blocks of MC; the bits must agree.
         for &(rows, rank) in &[
             (1usize, 3usize),
             (5, 3),
             (9, 3),
             (64, 3),
+            (150, 3),
             (9, 140),
             (64, 140),
+            (150, 140),
         ] {
             let dims = Dims {
                 rows,

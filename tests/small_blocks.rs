@@ -16,6 +16,8 @@ fn tiny_blocks_match_reference_and_are_deterministic() {
         assert_eq!(kc, 16, "{isa}: the override did not reach the kernels");
         assert!(mc <= 24 && nc <= 64, "{isa}: mc {mc} nc {nc}");
         assert_eq!(Kernels::for_isa(isa).panel_group(), 3);
+        assert_eq!(Kernels::for_isa(isa).packed_blocks().1, 3);
+        assert!(Kernels::for_isa(isa).packed_blocks().0 <= 24);
         for (i, &(rows, d_in, d_out, rank)) in [
             (13usize, 50usize, 70usize, 3usize),
             (40, 33, 130, 17),

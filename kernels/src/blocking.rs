@@ -23,10 +23,18 @@
 //! - NG: the panel group fills about ¾ of L2 (8 panels at KC 768 on 512 KiB). With MC rows of
 //!   x larger than L2 (prefill512: 512 × 683 floats), NG = 1 streamed every x tile from L3 once
 //!   per panel; grouping cut that 8× (kernel-only runs: 85.8 → 90.3 GFLOP/s at NG 8); at the
-//!   seed shape, whose x block fits L2, it made no measurable difference.
+//!   seed shape it made no measurable difference.
+//! - MC_packed, NG_packed: for W̃ packed beforehand (`LoraLinear`), where nothing is packed
+//!   just in time, the x block fills half of L2 and the group three eighths (84 rows and 4
+//!   panels here), so x stays in L2 across all groups and W̃ streams once per row block (with
+//!   MC 516 the seed shape's 160 × 768 x block, 480 KiB, was re-read from L3 for each of 24
+//!   groups). Seed, 1 thread, in-process A/B of MC/NG 84/4 against 516/8, medians of
+//!   per-round ratios: 0.972, 0.977, 0.978, 0.986, 0.987, 0.996 (6 runs of 40–80 rounds; 0.990
+//!   and 0.999 in two more during a noisy phase); rank 128: 0.987, 0.989, 0.997 and 1.016;
+//!   prefill512 (84 → 90 rows at KC 683): 0.948, 0.992, 1.003, 1.005.
 //!
 //! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4` overrides any of them (for tuning
-//! experiments).
+//! experiments; `mc` and `ng` set the packed variants too).
 
 use std::sync::OnceLock;
 
@@ -88,12 +96,27 @@ fn parse_size(s: &str) -> Option<usize> {
     num.parse::<usize>().ok().map(|n| n * mult)
 }
 
-/// (KC, MC, NC, NG) for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
-pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> (usize, usize, usize, usize) {
+/// The cache blocks of one ISA on one CPU (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocks {
+    pub kc: usize,
+    /// MC and NG when W̃ is packed during the call (the one-shot API).
+    pub mc: usize,
+    pub ng: usize,
+    pub nc: usize,
+    /// MC and NG for W̃ packed beforehand (a `LoraLinear`): the x block fits half of L2 and
+    /// the panel group three eighths, so x stays in L2 across all groups.
+    pub mc_packed: usize,
+    pub ng_packed: usize,
+}
+
+/// The blocks for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
+pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
     let kc = (c.l1d * 3 / 2 / (nr * 4)).clamp(128, kc_cap.max(128)) / 8 * 8;
     let mc = ((3 * c.l2 / (kc * 4)).min(516).div_ceil(mr) * mr).max(mr);
     let nc = ((c.l3 / 4 / (kc * 4)) / nr * nr).clamp(nr, 16384);
     let (mut kc, mut mc, mut nc, mut ng) = (kc, mc, nc, 0);
+    let (mut mc_packed, mut ng_packed) = (0, 0);
     if let Ok(v) = std::env::var("FUSED_LORA_BLOCKING") {
         for part in v.split(',') {
             let mut it = part.splitn(2, '=');
@@ -105,9 +128,15 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> (usize, usize, 
             };
             match key.trim() {
                 "kc" if val > 0 => kc = val,
-                "mc" if val > 0 => mc = val.div_ceil(mr) * mr,
+                "mc" if val > 0 => {
+                    mc = val.div_ceil(mr) * mr;
+                    mc_packed = mc;
+                }
                 "nc" if val > 0 => nc = val.div_ceil(nr) * nr,
-                "ng" if val > 0 => ng = val,
+                "ng" if val > 0 => {
+                    ng = val;
+                    ng_packed = val;
+                }
                 _ => {}
             }
         }
@@ -115,7 +144,20 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> (usize, usize, 
     if ng == 0 {
         ng = (c.l2 * 3 / 4 / (kc * nr * 4)).max(1);
     }
-    (kc, mc, nc, ng)
+    if mc_packed == 0 {
+        mc_packed = ((c.l2 / 2 / (kc * 4)) / mr * mr).clamp(mr, mc);
+    }
+    if ng_packed == 0 {
+        ng_packed = (c.l2 * 3 / 8 / (kc * nr * 4)).max(1);
+    }
+    Blocks {
+        kc,
+        mc,
+        ng,
+        nc,
+        mc_packed,
+        ng_packed,
+    }
 }
 
 #[cfg(test)]
@@ -137,11 +179,13 @@ mod tests {
             l2: 512 << 10,
             l3: 32 << 20,
         };
-        let (kc, mc, nc, ng) = derive(6, 16, 768, c);
-        assert_eq!(ng, 8);
-        assert_eq!(kc, 768);
-        assert_eq!((mc, mc % 6), (516, 0));
-        assert_eq!(derive(12, 32, 384, c).0, 384);
-        assert_eq!(nc % 16, 0);
+        let b = derive(6, 16, 768, c);
+        assert_eq!(b.ng, 8);
+        assert_eq!(b.kc, 768);
+        assert_eq!((b.mc, b.mc % 6), (516, 0));
+        // Packed W̃: 84 rows of x (252 KiB) and 4 panels (192 KiB) in the 512 KiB L2.
+        assert_eq!((b.mc_packed, b.ng_packed), (84, 4));
+        assert_eq!(derive(12, 32, 384, c).kc, 384);
+        assert_eq!(b.nc % 16, 0);
     }
 }

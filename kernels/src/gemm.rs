@@ -367,16 +367,19 @@ fn check_segment(ks: &KernelSet, seg: &Segment<'_>, mc: usize, nc: usize) {
 }
 
 /// The JR and IR loops: C (mc × nc) op= A·Bᵀ over `main` and, fused in the same register tiles,
-/// `lora`. `next`: the packed W̃ panels the caller's next call starts with (empty: unknown);
-/// the calls of the last panel group prefetch their first group's worth into L2, as every
-/// other group does for the group after it. Panics on inconsistent lengths (the public crate
-/// validates before calling).
+/// `lora`. `group`: W̃ panels per group (NG: `ks.ng`, or `ks.ng_packed` for prepacked W̃).
+/// `next`: the packed W̃ panels the caller's next call starts with (empty: unknown); the calls
+/// of the last panel group prefetch their first group's worth into L2, as every other group
+/// does for the group after it. Panics on inconsistent lengths (the public crate validates
+/// before calling).
+#[allow(clippy::too_many_arguments)]
 pub fn macro_kernel(
     ks: &KernelSet,
     main: Segment<'_>,
     lora: Lora<'_>,
     store: Store<'_>,
     mut c: MatMut<'_>,
+    group: usize,
     next: &[f32],
 ) {
     let (mc, nc) = (c.rows(), c.cols());
@@ -467,7 +470,7 @@ pub fn macro_kernel(
     // Panels per group: the IR loop runs outside the JR loop within a group, so one x tile
     // is reused from L1 across the group's panels while the group's W̃ (≤ ¾ of L2) stays
     // in L2. One panel per group is BLIS's plain JR-outer order.
-    let group = ks.ng.clamp(1, n_panels);
+    let group = group.clamp(1, n_panels);
     // Scratch panels for Raw sources: one group of W̃ panels (and of B panels) at a time.
     let mut scratch1 = match main.b {
         Panels::Raw { .. } => AlignedBuf::zeroed(group * main.kc * nr),

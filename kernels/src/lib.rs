@@ -53,6 +53,11 @@ pub struct KernelSet {
     /// W̃ panels per group in the macro-kernel (a group's `NG·KC·NR` floats stay in L2 while
     /// each x tile is reused across them from L1).
     pub ng: usize,
+    /// MC and NG when W̃ was packed beforehand (a `LoraLinear`): smaller row blocks whose x
+    /// stays in L2 across every panel group (see [`blocking`]). MC, NG are for W̃ packed
+    /// during the call, where a large MC lets each panel be packed just in time.
+    pub mc_packed: usize,
+    pub ng_packed: usize,
     /// Small-rows kernel tile: x rows × W rows per call.
     pub dot_rx: usize,
     pub dot_jw: usize,
@@ -73,6 +78,8 @@ impl std::fmt::Debug for KernelSet {
             .field("mc", &self.mc)
             .field("nc", &self.nc)
             .field("ng", &self.ng)
+            .field("mc_packed", &self.mc_packed)
+            .field("ng_packed", &self.ng_packed)
             .finish()
     }
 }
@@ -98,17 +105,19 @@ impl KernelSet {
             _ => (&portable::SET, 0),
         };
         SETS[slot].get_or_init(|| {
-            let (kc, mc, nc, ng) = blocking::derive(
+            let b = blocking::derive(
                 template.mr,
                 template.nr,
                 template.kc,
                 blocking::Caches::detect(),
             );
             KernelSet {
-                kc,
-                mc,
-                nc,
-                ng,
+                kc: b.kc,
+                mc: b.mc,
+                nc: b.nc,
+                ng: b.ng,
+                mc_packed: b.mc_packed,
+                ng_packed: b.ng_packed,
                 ..*template
             }
         })
@@ -162,6 +171,8 @@ macro_rules! isa_kernels {
                 mc: $mc,
                 nc: $nc,
                 ng: 1,
+                mc_packed: $mc,
+                ng_packed: 1,
                 dot_rx: $rx,
                 dot_jw: $jw,
                 micro: &MICRO,
