@@ -49,6 +49,10 @@ pub(crate) struct MicroArgs {
     pub pf_lpr: usize,
     pub pf_first: usize,
     pub pf_n: usize,
+    /// `pf2_n` lines from `pf2` (contiguous), also prefetched into L2 during segment 1: this
+    /// call's own segment-2 panel when it is not in cache yet (a group's first row tile).
+    pub pf2: *const f32,
+    pub pf2_n: usize,
 }
 
 /// One row's own LoRA segment: `k` values of that row's scale·t at `a`, against the `k × NR`
@@ -106,6 +110,7 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
     // One slot per 4 k steps of segment 1 (the unrolled loop); see the loop below.
     let slots = (p.k1 / 4).max(1);
     let mut pf_acc = 0usize;
+    let (mut pf2_acc, mut pf2_i) = (0usize, 0usize);
     let (mut pf_row, mut pf_col) = if pf_left > 0 {
         let r = p.pf_first / p.pf_lpr;
         (p.pf.wrapping_add(r * p.pf_ld), p.pf_first - r * p.pf_lpr)
@@ -134,6 +139,12 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
                     pf_col = 0;
                     pf_row = pf_row.wrapping_add(p.pf_ld);
                 }
+            }
+            pf2_acc += p.pf2_n;
+            while pf2_acc >= slots && pf2_i < p.pf2_n {
+                pf2_acc -= slots;
+                S::prefetch_l2(p.pf2.wrapping_add(pf2_i * 16));
+                pf2_i += 1;
             }
             step::<S, NV, M>(&mut acc, &rows, b, kk);
             step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
@@ -567,6 +578,10 @@ pub fn macro_kernel(
                     pf_lpr,
                     pf_first,
                     pf_n,
+                    // The group's first row tile finds its B panel cold (B̃ of all panels
+                    // does not stay in L2 between groups): fetch it during segment 1.
+                    pf2: b2,
+                    pf2_n: if ir == 0 { (k2 * nr) / 16 } else { 0 },
                 };
                 // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::for_isa);
                 // 1 ≤ m = ⌊mc/n_tiles⌋ or ⌈mc/n_tiles⌉ ≤ MR picks the instantiation, and the
