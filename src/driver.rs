@@ -237,13 +237,35 @@ pub(crate) enum LoraSpec<'a> {
     PerRow(MixedTerm<'a>),
 }
 
-/// y (rows × n) = store ⊕ x·Wᵀ [+ LoRA], x `[rows, k]`, W `[n, k]`.
+/// Extra floats per row in the padded copy of x (see [`padded_x`]): 64 bytes.
+pub(crate) const X_PAD: usize = 16;
+
+/// x rows a multiple of 4 KiB apart land in the same L1 set (all MR rows of a tile, for
+/// d_in = 1024, 2048, 4096, ...): such an x is read from a copy whose rows are 64 bytes further
+/// apart (row stride `k + X_PAD`). One pass over x, for 2·d_out FLOPs per element of it.
+/// `None`: x is read in place. A caller that runs several products over the same x (the
+/// shrink, then the fused GEMM) makes the copy once and passes its stride to both.
+pub(crate) fn padded_x(x: &[f32], rows: usize, k: usize) -> Result<Option<Vec<f32>>, LoraError> {
+    if rows <= 1 || k == 0 || !(k * 4).is_multiple_of(4096) {
+        return Ok(None);
+    }
+    let ld = k + X_PAD;
+    let mut p = vec![0.0f32; mul("rows * (d_in + 16)", rows, ld)?];
+    for (dst, src) in p.chunks_exact_mut(ld).zip(x.chunks_exact(k)) {
+        dst[..k].copy_from_slice(src);
+    }
+    Ok(Some(p))
+}
+
+/// y (rows × n) = store ⊕ x·Wᵀ [+ LoRA], x `[rows, k]` at row stride `ldx`, W `[n, k]`.
+/// With `ldx == k` the product makes its own [`padded_x`] copy when it needs one.
 pub(crate) struct Gemm<'a> {
     pub ks: &'static KernelSet,
     pub rows: usize,
     pub k: usize,
     pub n: usize,
     pub x: &'a [f32],
+    pub ldx: usize,
     pub w: WSrc<'a>,
     pub lora: LoraSpec<'a>,
     pub store: Store<'a>,
@@ -320,20 +342,20 @@ impl Gemm<'_> {
         } else {
             vec![Task { r0: 0, c0: 0, y }]
         };
-        // x rows a multiple of 4 KiB apart land in the same L1 set (all MR rows of a tile, for
-        // d_in = 1024, 2048, 4096, ...): read them from a copy whose rows are 64 bytes further
-        // apart. One pass over x, for 2·d_out FLOPs per element of it.
-        let padded: Vec<f32>;
-        let xs = if rows > 1 && k > 0 && (k * 4) % 4096 == 0 {
-            let ld = k + 16;
-            let mut p = vec![0.0f32; mul("rows * (d_in + 16)", rows, ld)?];
-            for (dst, src) in p.chunks_exact_mut(ld).zip(self.x.chunks_exact(k)) {
-                dst[..k].copy_from_slice(src);
-            }
-            padded = p;
-            XRows { x: &padded, ld }
+        let padded = if self.ldx == k {
+            padded_x(self.x, rows, k)?
         } else {
-            XRows { x: self.x, ld: k }
+            None
+        };
+        let xs = match &padded {
+            Some(p) => XRows {
+                x: p,
+                ld: k + X_PAD,
+            },
+            None => XRows {
+                x: self.x,
+                ld: self.ldx,
+            },
         };
         let (st, blocks) = (&st[..], &blocks[..]);
         run_queue(tasks, nt, |t| self.task(t, xs, st, blocks, lora));
@@ -559,7 +581,7 @@ pub(crate) fn mixed_shrink(
                 xg.extend_from_slice(&x[r * k..(r + 1) * k]);
             }
             let mut tg = vec![0.0f32; rows.len() * ad.rank];
-            shrink(ks, rows.len(), k, ad.rank, &xg, ad.a, ad.packed, &mut tg)?;
+            shrink(ks, rows.len(), k, ad.rank, &xg, k, ad.a, ad.packed, &mut tg)?;
             Ok((g, tg))
         })
         .collect::<Result<_, LoraError>>()?;
@@ -592,10 +614,10 @@ pub(crate) fn shrink_on_gemm(ks: &KernelSet, n: usize) -> bool {
     n >= SHRINK_GEMM_PANELS * ks.nr
 }
 
-/// t (rows × n) = x·Aᵀ, A `[n, k]` row-major (`packed`: the same A packed with [`PackedW::new`],
-/// `blocked`, when the layer holds it). Few rows of A: the small-rows kernel, split over rows;
-/// many ([`shrink_on_gemm`]): the GEMM kernel, split as any GEMM. The only error is a size
-/// overflow in the GEMM's x copy, returned before t is written.
+/// t (rows × n) = x·Aᵀ, x at row stride `ldx`, A `[n, k]` row-major (`packed`: the same A
+/// packed with [`PackedW::new`], `blocked`, when the layer holds it). Few rows of A: the
+/// small-rows kernel, split over rows; many ([`shrink_on_gemm`]): the GEMM kernel, split as any
+/// GEMM. The only error is a size overflow in the GEMM's x copy, returned before t is written.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn shrink(
     ks: &'static KernelSet,
@@ -603,6 +625,7 @@ pub(crate) fn shrink(
     k: usize,
     n: usize,
     x: &[f32],
+    ldx: usize,
     a: &[f32],
     packed: Option<&PackedW>,
     t: &mut [f32],
@@ -620,6 +643,7 @@ pub(crate) fn shrink(
             k,
             n,
             x,
+            ldx,
             w: packed.map_or(WSrc::Raw(a), WSrc::Packed),
             lora: LoraSpec::None,
             store: Store::Overwrite(None),
@@ -642,8 +666,8 @@ pub(crate) fn shrink(
         dot_kernel(
             ks,
             DotSeg {
-                x: &x[r0 * k..],
-                ldx: k,
+                x: &x[r0 * ldx..],
+                ldx,
                 w: a,
                 ldw: k,
                 k,

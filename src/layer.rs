@@ -2,8 +2,8 @@
 
 use crate::dims::Dims;
 use crate::driver::{
-    mixed_shrink, shrink, shrink_on_gemm, y_view, Gemm, LoraSpec, LoraTerm, MixedAdapter,
-    MixedTerm, PackedW, ShrinkAdapter, WSrc,
+    mixed_shrink, padded_x, shrink, shrink_on_gemm, y_view, Gemm, LoraSpec, LoraTerm, MixedAdapter,
+    MixedTerm, PackedW, ShrinkAdapter, WSrc, X_PAD,
 };
 use crate::error::{expect_len, mul, LoraError};
 use crate::{Isa, Kernels};
@@ -362,6 +362,7 @@ impl LoraLinear {
             k: self.d_in,
             n: self.d_out,
             x,
+            ldx: self.d_in,
             w: WSrc::Packed(&self.w),
             lora,
             store: Store::Overwrite(self.bias.as_deref()),
@@ -415,6 +416,11 @@ impl LoraLinear {
         if rows == 0 || self.d_out == 0 {
             return Ok(());
         }
+        // One padded copy of x (when its row stride needs one) for the shrink and the GEMM.
+        let pad = padded_x(x, rows, self.d_in)?;
+        let (x, ldx) = pad
+            .as_deref()
+            .map_or((x, self.d_in), |p| (p, self.d_in + X_PAD));
         let mut t = vec![0.0f32; s.t];
         let lora = match &self.adapter {
             Some(ad) => {
@@ -424,6 +430,7 @@ impl LoraLinear {
                     self.d_in,
                     rank,
                     x,
+                    ldx,
                     &ad.a,
                     ad.a_packed.as_ref(),
                     &mut t,
@@ -444,6 +451,7 @@ impl LoraLinear {
             k: self.d_in,
             n: self.d_out,
             x,
+            ldx,
             w: WSrc::Packed(&self.w),
             lora,
             store: Store::Overwrite(self.bias.as_deref()),

@@ -63,7 +63,7 @@ pub use mixed::{lora_linear_mixed, RankedAdapter};
 pub struct ReadmeDoctests;
 
 use dims::check_linear;
-use driver::{shrink, small_rows, y_view, Gemm, LoraSpec, LoraTerm, WSrc};
+use driver::{padded_x, shrink, small_rows, y_view, Gemm, LoraSpec, LoraTerm, WSrc, X_PAD};
 use error::expect_len;
 use fused_lora_kernels::{KernelSet, Store};
 
@@ -142,15 +142,19 @@ impl Kernels {
         }
         let ks = self.ks;
         let mut t = vec![0.0f32; s.t];
-        shrink(ks, rows, d_in, rank, x, adapter.a, None, &mut t)?;
         let y = y_view(y, rows, d_out, s.y)?;
         if rows <= SMALL_ROWS {
+            shrink(ks, rows, d_in, rank, x, d_in, adapter.a, None, &mut t)?;
             for v in &mut t {
                 *v *= adapter.scale;
             }
             small_rows(ks, rows, d_in, d_out, rank, x, w, &t, adapter.b, bias, y);
             return Ok(());
         }
+        // One padded copy of x (when its row stride needs one) for the shrink and the GEMM.
+        let pad = padded_x(x, rows, d_in)?;
+        let (x, ldx) = pad.as_deref().map_or((x, d_in), |p| (p, d_in + X_PAD));
+        shrink(ks, rows, d_in, rank, x, ldx, adapter.a, None, &mut t)?;
         let lora = LoraTerm {
             rank,
             t: &t,
@@ -163,6 +167,7 @@ impl Kernels {
             k: d_in,
             n: d_out,
             x,
+            ldx,
             w: WSrc::Raw(w),
             lora: LoraSpec::Shared(lora),
             store: Store::Overwrite(bias),
@@ -182,7 +187,9 @@ impl Kernels {
         expect_len("x", s.x, x.len())?;
         expect_len("a", s.a, a.len())?;
         expect_len("t", s.t, t.len())?;
-        shrink(self.ks, dims.rows, dims.d_in, dims.rank, x, a, None, t)
+        shrink(
+            self.ks, dims.rows, dims.d_in, dims.rank, x, dims.d_in, a, None, t,
+        )
     }
 
     /// See [`lora_expand`].
@@ -213,6 +220,7 @@ impl Kernels {
             k: rank,
             n: d_out,
             x: &st,
+            ldx: rank,
             w: WSrc::Raw(b),
             lora: LoraSpec::None,
             store: Store::Accumulate,

@@ -129,6 +129,7 @@ impl Kernels {
             k: d_in,
             n: d_out,
             x,
+            ldx: d_in,
             w: WSrc::Raw(w),
             lora,
             store: Store::Overwrite(bias),
