@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+import svgplot
+
 VARIANTS = ["fused_layer", "fused_fn", "fused_rank0", "unfused_mm", "unfused_gemm", "base_mm", "base_gemm",
             "fused_mixed", "fused_single", "fused_fn_mixed", "gather_gemm", "gather_mm", "padded_gemm"]
 MULTI = ["multi64_r16", "multi64_mixed", "decode8_multi"]
@@ -106,8 +108,7 @@ def write_svg(path, data, ratios, overhead_source):
     """Two panels: GFLOP/s of fused_layer vs base_gemm per shape (1 and 2 threads), and the
     LoRA overhead fused_layer / fused_rank0 against rank on the seed shape."""
     W, H, pad = 900, 360, 50
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{2 * H}" font-family="sans-serif" font-size="11">',
-             '<rect width="100%" height="100%" fill="white"/>']
+    parts = svgplot.start(W, 2 * H)
     shapes = [s for s in ["decode1_cold", "decode8_cold", "decode8_hot", "seed", "prefill512", "long2048"] if any(k[0] == s for k in data)]
     series = [("fused_layer", 1, "#1f77b4"), ("fused_layer", 2, "#aec7e8"), ("base_gemm", 1, "#d62728"), ("base_gemm", 2, "#ff9896"), ("base_mm", 1, "#2ca02c")]
     vals = [data[(s, t, v)][1] / data[(s, t, v)][0] / 1e6 for s in shapes for v, t, _ in series if (s, t, v) in data]
@@ -127,7 +128,7 @@ def write_svg(path, data, ratios, overhead_source):
             parts.append(f'<rect x="{x:.1f}" y="{H - 30 - h:.1f}" width="{(bw - 16) / len(series) - 2:.1f}" height="{h:.1f}" fill="{col}"/>')
             parts.append(f'<text x="{x + 2:.1f}" y="{H - 33 - h:.1f}" font-size="9">{g:.0f}</text>')
     for j, (v, t, col) in enumerate(series):
-        parts.append(f'<rect x="{pad + j * 150}" y="30" width="10" height="10" fill="{col}"/><text x="{pad + j * 150 + 14}" y="39">{v} {t} thr</text>')
+        svgplot.legend(parts, pad + j * 150, 30, col, f"{v} {t} thr")
     # overhead vs rank
     y0 = H
     ranks = [(4, "seed_r4"), (8, "seed"), (16, "seed_r16"), (64, "seed_r64"), (128, "seed_r128")]
@@ -146,17 +147,11 @@ def write_svg(path, data, ratios, overhead_source):
         parts.append(f'<text x="{X(r)}" y="{y0 + H - 20}" text-anchor="middle">r={r}</text>')
     for v in [lo + (hi - lo) * i / 4 for i in range(5)]:
         parts.append(f'<text x="{pad - 8}" y="{Y(v) + 4}" text-anchor="end">{v:.2f}</text><line x1="{pad}" x2="{W - pad}" y1="{Y(v)}" y2="{Y(v)}" stroke="#eee"/>')
-    for p, col, name in [(pts[1], "#1f77b4", "fused 1 thr"), (pts[2], "#ff7f0e", "fused 2 thr"), (flop, "#777", "FLOP ratio")]:
-        if len(p) >= 2:
-            d = " ".join(f"{X(r):.1f},{Y(v):.1f}" for r, v in p)
-            parts.append(f'<polyline points="{d}" fill="none" stroke="{col}" stroke-width="2"/>')
-        for r, v in p:
-            parts.append(f'<circle cx="{X(r):.1f}" cy="{Y(v):.1f}" r="3" fill="{col}"/>')
+    for p, col in [(pts[1], "#1f77b4"), (pts[2], "#ff7f0e"), (flop, "#777")]:
+        svgplot.points_line(parts, p, X, Y, col)
     for j, (col, name) in enumerate([("#1f77b4", "fused 1 thr"), ("#ff7f0e", "fused 2 thr"), ("#777", "FLOP ratio (no overhead)")]):
-        parts.append(f'<rect x="{pad + j * 180}" y="{y0 + 35}" width="10" height="10" fill="{col}"/><text x="{pad + j * 180 + 14}" y="{y0 + 44}">{name}</text>')
-    parts.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
+        svgplot.legend(parts, pad + j * 180, y0 + 35, col, name)
+    svgplot.write(path, parts)
 
 
 if __name__ == "__main__":

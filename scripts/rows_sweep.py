@@ -16,6 +16,8 @@ import os
 import subprocess
 import sys
 
+import svgplot
+
 SEED = os.path.join("target", "release", "examples", "seed")
 SERIES = [
     ("fused-lora LoraLinear::forward", "layer", "#1f77b4"),
@@ -95,8 +97,7 @@ def write_svg(path, data, peaks, rows_list, threads_list, a):
     probed FMA peak as a grey line."""
     import math
     W, H, pad = 900, 330, 55
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H * len(threads_list)}" font-family="sans-serif" font-size="11">',
-             '<rect width="100%" height="100%" fill="white"/>']
+    parts = svgplot.start(W, H * len(threads_list))
     lx = [math.log2(r) for r in rows_list]
     X = lambda r: pad + (W - 2 * pad) * (math.log2(r) - min(lx)) / max(max(lx) - min(lx), 1e-9)
     for pi, t in enumerate(threads_list):
@@ -114,16 +115,10 @@ def write_svg(path, data, peaks, rows_list, threads_list, a):
             parts.append(f'<polyline points="{d}" fill="none" stroke="#999" stroke-dasharray="4 3"/>')
         for v, name, col in SERIES:
             p = [(r, data[(t, r, v)]) for r in rows_list if (t, r, v) in data]
-            if len(p) >= 2:
-                d = " ".join(f"{X(r):.1f},{Y(g):.1f}" for r, g in p)
-                parts.append(f'<polyline points="{d}" fill="none" stroke="{col}" stroke-width="2"/>')
-            for r, g in p:
-                parts.append(f'<circle cx="{X(r):.1f}" cy="{Y(g):.1f}" r="3" fill="{col}"/>')
+            svgplot.points_line(parts, p, X, Y, col)
         for j, (v, name, col) in enumerate(SERIES + [("", "FMA peak (probe)", "#999")]):
-            parts.append(f'<rect x="{pad + j * 150}" y="{y0 + 30}" width="10" height="10" fill="{col}"/><text x="{pad + j * 150 + 14}" y="{y0 + 39}">{name}</text>')
-    parts.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
+            svgplot.legend(parts, pad + j * 150, y0 + 30, col, name)
+    svgplot.write(path, parts)
 
 
 if __name__ == "__main__":
