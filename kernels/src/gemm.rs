@@ -83,6 +83,11 @@ pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 /// x is not packed: each of the M rows is broadcast straight from its row-major row, so the
 /// tile reads M sequential streams (the x block stays in L2 across the JR loop anyway).
 ///
+/// This variant interleaves the next-group L2 hints with the k loop, up to a few before every
+/// 4 k steps, spread evenly: for calls that must issue more than one line per 4 k steps (few
+/// row tiles per panel, as in decode). [`micro_body_lean`] is the one for all other calls;
+/// both give the same bits (hints never change results).
+///
 /// # Safety
 /// A rows readable for `k` values each (M rows at stride lda), B panels for `k·NR` values, `c`
 /// writable (and readable unless `first`) for `M` rows × `n` columns at stride `ldc`, `bias`
@@ -90,62 +95,17 @@ pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 /// their `k` (and `k·NR`) values, and the CPU supports `S`.
 #[inline(always)]
 pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
-    {
-        // The tile's C lines are read (when accumulating) or written after the whole K loop:
-        // start fetching them now. An output larger than L2 comes from L3 or memory, and even
-        // a pure store waits for its line (write-allocate); this prefetch was worth ~5 % of
-        // peak at the seed shape (docs/PERFORMANCE.md).
-        for i in 0..M {
-            let row = p.c.wrapping_add(i * p.ldc);
-            let mut off = 0;
-            while off < NV * S::LANES {
-                S::prefetch(row.wrapping_add(off));
-                off += 16;
-            }
-            S::prefetch(row.wrapping_add(NV * S::LANES - 1));
-        }
-    }
+    prefetch_tile::<S, NV, M>(p);
     let mut acc = [[S::zero(); NV]; M];
-    let mut pf_left = p.pf_n;
-    // One slot per 4 k steps of segment 1 (the unrolled loop); see the loop below.
-    let slots = (p.k1 / 4).max(1);
-    let mut pf_acc = 0usize;
-    let (mut pf2_acc, mut pf2_i) = (0usize, 0usize);
-    let (mut pf_row, mut pf_col) = if pf_left > 0 {
-        let r = p.pf_first / p.pf_lpr;
-        (p.pf.wrapping_add(r * p.pf_ld), p.pf_first - r * p.pf_lpr)
-    } else {
-        (p.pf, 0)
-    };
+    let mut pf = Hints::new(p);
     for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
         // One base pointer per row, indexed by k: the loop then only advances k (no pointer
         // arithmetic per row per step), unrolled by 4 to spread the loop overhead.
-        let mut rows = [a; M];
-        for (i, r) in rows.iter_mut().enumerate() {
-            *r = a.wrapping_add(i * lda);
-        }
+        let rows = row_ptrs::<M>(a, lda);
         let k4 = k - k % 4;
         let mut kk = 0;
         while kk < k4 {
-            // Spread this call's pf_n hints evenly over its k1/4 slots (several per slot
-            // when a call must cover many lines: few row tiles per panel, as in decode).
-            pf_acc += p.pf_n;
-            while pf_acc >= slots && pf_left > 0 {
-                pf_acc -= slots;
-                S::prefetch_l2(pf_row.wrapping_add(pf_col * 16));
-                pf_left -= 1;
-                pf_col += 1;
-                if pf_col == p.pf_lpr {
-                    pf_col = 0;
-                    pf_row = pf_row.wrapping_add(p.pf_ld);
-                }
-            }
-            pf2_acc += p.pf2_n;
-            while pf2_acc >= slots && pf2_i < p.pf2_n {
-                pf2_acc -= slots;
-                S::prefetch_l2(p.pf2.wrapping_add(pf2_i * 16));
-                pf2_i += 1;
-            }
+            pf.issue::<S>(p, 1);
             step::<S, NV, M>(&mut acc, &rows, b, kk);
             step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
             step::<S, NV, M>(&mut acc, &rows, b, kk + 2);
@@ -157,6 +117,149 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize>(p: &Mi
             kk += 1;
         }
     }
+    finish_tile::<S, NV, M>(p, &mut acc);
+}
+
+/// k steps per block of [`micro_body_lean`]'s loop.
+const LEAN_BLOCK: usize = 16;
+
+/// The micro-kernel of [`micro_body`] (same contract, same bits) for calls with at most one
+/// next-group line per 4 k steps: the hints of each block of `LEAN_BLOCK` k steps are issued
+/// before it, outside the unrolled loop, so that loop keeps only the row pointers, the panel
+/// pointer and k in general registers. With the hint bookkeeping inside it, the AVX2 6 × 16
+/// loop reloaded 17 spilled values per 4 k steps (1 without). Seed shape, 1 thread, in-process
+/// A/B: 0.92–0.98 × [`micro_body`]'s time; in L2 (kernel only) 95.5–96.4 → 97.1–97.7 % of peak
+/// for 6-row tiles, 85.8–86.6 → 88.4–89.3 for 4-row tiles. In decode-like calls (rows 8, W̃
+/// from memory) its bursts of hints made it 3–9 % slower than [`micro_body`], hence two.
+///
+/// # Safety
+/// As [`micro_body`].
+#[inline(always)]
+pub(crate) unsafe fn micro_body_lean<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
+    prefetch_tile::<S, NV, M>(p);
+    let mut acc = [[S::zero(); NV]; M];
+    let mut pf = Hints::new(p);
+    for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
+        let rows = row_ptrs::<M>(a, lda);
+        let k4 = k - k % 4;
+        let mut kk = 0;
+        while kk < k4 {
+            let end = (kk + LEAN_BLOCK).min(k4);
+            pf.issue::<S>(p, (end - kk) / 4);
+            while kk < end {
+                step::<S, NV, M>(&mut acc, &rows, b, kk);
+                step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
+                step::<S, NV, M>(&mut acc, &rows, b, kk + 2);
+                step::<S, NV, M>(&mut acc, &rows, b, kk + 3);
+                kk += 4;
+            }
+        }
+        while kk < k {
+            step::<S, NV, M>(&mut acc, &rows, b, kk);
+            kk += 1;
+        }
+    }
+    finish_tile::<S, NV, M>(p, &mut acc);
+}
+
+/// Row pointers `a + i·lda` for i < M.
+#[inline(always)]
+fn row_ptrs<const M: usize>(a: *const f32, lda: usize) -> [*const f32; M] {
+    let mut rows = [a; M];
+    for (i, r) in rows.iter_mut().enumerate() {
+        *r = a.wrapping_add(i * lda);
+    }
+    rows
+}
+
+/// Starts fetching the tile's C lines. They are read (when accumulating) or written after the
+/// whole K loop; an output larger than L2 comes from L3 or memory, and even a pure store waits
+/// for its line (write-allocate). This prefetch was worth ~5 % of peak at the seed shape
+/// (docs/PERFORMANCE.md).
+///
+/// # Safety
+/// The CPU supports `S` (prefetches never fault).
+#[inline(always)]
+unsafe fn prefetch_tile<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
+    for i in 0..M {
+        let row = p.c.wrapping_add(i * p.ldc);
+        let mut off = 0;
+        while off < NV * S::LANES {
+            S::prefetch(row.wrapping_add(off));
+            off += 16;
+        }
+        S::prefetch(row.wrapping_add(NV * S::LANES - 1));
+    }
+}
+
+/// Where a call stands in issuing its L2 hints: `pf_n` lines of the next group spread evenly
+/// over the k1/4 slots of segment 1 (Bresenham; several per slot when a call must cover many
+/// lines), and `pf2_n` lines of its own segment-2 panel the same way.
+struct Hints {
+    slots: usize,
+    acc: usize,
+    left: usize,
+    row: *const f32,
+    col: usize,
+    acc2: usize,
+    i2: usize,
+}
+
+impl Hints {
+    #[inline(always)]
+    fn new(p: &MicroArgs) -> Hints {
+        let (row, col) = if p.pf_n > 0 {
+            let r = p.pf_first / p.pf_lpr;
+            (p.pf.wrapping_add(r * p.pf_ld), p.pf_first - r * p.pf_lpr)
+        } else {
+            (p.pf, 0)
+        };
+        Hints {
+            slots: (p.k1 / 4).max(1),
+            acc: 0,
+            left: p.pf_n,
+            row,
+            col,
+            acc2: 0,
+            i2: 0,
+        }
+    }
+
+    /// Issues the hints due in the next `slots` slots.
+    ///
+    /// # Safety
+    /// The CPU supports `S` (prefetches never fault, so any address is allowed).
+    #[inline(always)]
+    unsafe fn issue<S: Simd>(&mut self, p: &MicroArgs, slots: usize) {
+        self.acc += p.pf_n * slots;
+        while self.acc >= self.slots && self.left > 0 {
+            self.acc -= self.slots;
+            S::prefetch_l2(self.row.wrapping_add(self.col * 16));
+            self.left -= 1;
+            self.col += 1;
+            if self.col == p.pf_lpr {
+                self.col = 0;
+                self.row = self.row.wrapping_add(p.pf_ld);
+            }
+        }
+        self.acc2 += p.pf2_n * slots;
+        while self.acc2 >= self.slots && self.i2 < p.pf2_n {
+            self.acc2 -= self.slots;
+            S::prefetch_l2(p.pf2.wrapping_add(self.i2 * 16));
+            self.i2 += 1;
+        }
+    }
+}
+
+/// Adds the per-row segments of a mixed batch, then stores the tile.
+///
+/// # Safety
+/// As [`micro_body`].
+#[inline(always)]
+unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize>(
+    p: &MicroArgs,
+    acc: &mut [[S::V; NV]; M],
+) {
     if !p.rows2.is_null() {
         // Mixed batch: row i continues with its own adapter's segment. The B panel is not
         // shared between rows here, but this part is rank/d_in of the work.
@@ -591,7 +694,15 @@ pub fn macro_kernel(
                 // `group_panels`), C's tile (i0.., j0..) of m × n lies inside `c`'s rectangle
                 // (m ≤ mc − i0, n ≤ nc − j0), bias has nc values, and each per-row segment's st
                 // has k values and its B ⌈nc/NR⌉·NR·k ≥ (jr + 1)·NR·k (checked above).
-                unsafe { (ks.micro[m - 1])(&args) };
+                // At most one next-group line per 4 k steps on average: the lean loop (its
+                // hints come in bursts of ≤ 4 per block); more (decode-like calls): hints
+                // spread over every 4 k steps (see `micro_body_lean`).
+                let kernels = if pf_n <= (main.kc / 4).max(1) {
+                    ks.micro
+                } else {
+                    ks.micro_fine
+                };
+                unsafe { (kernels[m - 1])(&args) };
             }
         }
         g0 = g1;
@@ -615,6 +726,102 @@ fn group_panels<'a: 'r, 'r>(
             let cols = (g1 * nr).min(nc) - g0 * nr;
             pack_panels(&w[g0 * nr * ld..], ld, cols, k0, kc, nr, scratch);
             &scratch[..(g1 - g0) * nr * kc]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Isa;
+
+    /// The two micro-kernel loops (lean and fine hints) must give the same bits: the driver
+    /// picks one per call from the hint rate, so a thread split or block size that tips a call
+    /// from one to the other must not change the output. Every tile height, both segments,
+    /// depths that are not multiples of 4 or of the lean block, a partial tile width, per-row
+    /// segments, bias / accumulate, and hint rates on both sides of the switch.
+    #[test]
+    fn lean_and_fine_kernels_agree_bitwise() {
+        let mut s = 7u32;
+        let mut rnd = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (s >> 9) as f32 / (1u32 << 23) as f32 - 0.5
+                })
+                .collect()
+        };
+        for isa in Isa::available() {
+            let ks = KernelSet::for_isa(isa);
+            let nr = ks.nr;
+            for &(k1, k2, pf_n) in &[(37usize, 5usize, 3usize), (64, 0, 40), (131, 17, 0)] {
+                let a1 = rnd(ks.mr * (k1 + 3));
+                let a2 = rnd(ks.mr * (k2 + 1));
+                let b1 = rnd(k1 * nr);
+                let b2 = rnd(k2 * nr);
+                let bias = rnd(nr);
+                let rk = 3;
+                let (st, rb) = (rnd(ks.mr * rk), rnd(rk * nr));
+                let hint_src = rnd(4096);
+                for m in 1..=ks.mr {
+                    for (first, per_row) in [(true, false), (false, true)] {
+                        let segs: Vec<RowSeg> = (0..MAX_MR)
+                            .map(|i| RowSeg {
+                                k: if i % 2 == 0 { rk } else { 0 },
+                                a: st[(i % ks.mr) * rk..].as_ptr(),
+                                b: rb.as_ptr(),
+                            })
+                            .collect();
+                        let c0 = rnd(m * nr);
+                        let mut outs = Vec::new();
+                        for table in [ks.micro, ks.micro_fine] {
+                            let mut c = c0.clone();
+                            let args = MicroArgs {
+                                k1,
+                                a1: a1.as_ptr(),
+                                lda1: k1 + 3,
+                                b1: b1.as_ptr(),
+                                k2,
+                                a2: a2.as_ptr(),
+                                lda2: k2 + 1,
+                                b2: b2.as_ptr(),
+                                c: c.as_mut_ptr(),
+                                ldc: nr,
+                                n: nr - 3,
+                                bias: bias.as_ptr(),
+                                first,
+                                rows2: if per_row {
+                                    segs.as_ptr()
+                                } else {
+                                    core::ptr::null()
+                                },
+                                pf: hint_src.as_ptr(),
+                                pf_ld: 32,
+                                pf_lpr: 2,
+                                pf_first: 1,
+                                pf_n,
+                                pf2: b2.as_ptr(),
+                                pf2_n: (k2 * nr) / 16,
+                            };
+                            // SAFETY: `isa` is available on this CPU; m ≤ MR rows of a1 / a2
+                            // hold k1 / k2 values at strides k1 + 3 / k2 + 1; b1, b2 hold
+                            // k·NR values; c holds m × NR values at stride NR (n = NR − 3
+                            // written); bias NR values; each row segment's st has rk values
+                            // and rb rk·NR; hints never fault.
+                            unsafe { (table[m - 1])(&args) };
+                            outs.push(c);
+                        }
+                        let same = outs[0]
+                            .iter()
+                            .zip(&outs[1])
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{isa:?} m {m} k1 {k1} k2 {k2} first {first}");
+                        assert!(outs[0][..nr - 3].iter().all(|v| v.is_finite()));
+                        // Columns past n are never written.
+                        assert_eq!(outs[0][nr - 1].to_bits(), c0[nr - 1].to_bits());
+                    }
+                }
+            }
         }
     }
 }

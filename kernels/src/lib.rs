@@ -61,7 +61,11 @@ pub struct KernelSet {
     /// Small-rows kernel tile: x rows × W rows per call.
     pub dot_rx: usize,
     pub dot_jw: usize,
+    /// Micro-kernels for M = 1..=MR rows: `micro` with the lean k loop
+    /// (`gemm::micro_body_lean`), `micro_fine` with the next-group hints spread over every 4 k
+    /// steps (`gemm::micro_body`, for calls that must issue many).
     micro: &'static [MicroFn],
+    micro_fine: &'static [MicroFn],
     /// Single-row kernels over 1..=GEMV_STREAMS panels at once (decode through packed W̃).
     gemv: &'static [GemvFn],
     dot_wide: &'static [DotFn],
@@ -137,13 +141,20 @@ macro_rules! isa_kernels {
      rx: $rx:literal, jw: $jw:literal, ms: [$($m:literal)*], rxs: [$($r:literal)*]) => {
         mod $name {
             use crate::dot::{dot_body, DotArgs, DotFn};
-            use crate::gemm::{gemv_body, micro_body, GemvArgs, GemvFn, MicroArgs, MicroFn};
+            use crate::gemm::{
+                gemv_body, micro_body, micro_body_lean, GemvArgs, GemvFn, MicroArgs, MicroFn,
+            };
             use crate::simd::Simd;
 
             const NR: usize = $nv * <$S as Simd>::LANES;
 
             $(#[$attr])*
             unsafe fn micro<const M: usize>(p: &MicroArgs) {
+                micro_body_lean::<$S, $nv, M>(p)
+            }
+
+            $(#[$attr])*
+            unsafe fn micro_fine<const M: usize>(p: &MicroArgs) {
                 micro_body::<$S, $nv, M>(p)
             }
 
@@ -158,6 +169,7 @@ macro_rules! isa_kernels {
             }
 
             static MICRO: [MicroFn; $mr] = [$(micro::<$m> as MicroFn),*];
+            static MICRO_FINE: [MicroFn; $mr] = [$(micro_fine::<$m> as MicroFn),*];
             static GEMV: [GemvFn; crate::gemm::GEMV_STREAMS] =
                 [gemv::<1>, gemv::<2>, gemv::<3>, gemv::<4>];
             static DOT_WIDE: [DotFn; $rx] = [$(dot::<$r, $jw> as DotFn),*];
@@ -176,6 +188,7 @@ macro_rules! isa_kernels {
                 dot_rx: $rx,
                 dot_jw: $jw,
                 micro: &MICRO,
+                micro_fine: &MICRO_FINE,
                 gemv: &GEMV,
                 dot_wide: &DOT_WIDE,
                 dot_one: &DOT_ONE,
