@@ -123,7 +123,7 @@ pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize, const 
             kk += 1;
         }
     }
-    finish_tile::<S, NV, M>(p, &mut acc);
+    finish_tile::<S, NV, M>(p, acc);
 }
 
 /// k steps per block of [`micro_body_lean`]'s loop.
@@ -165,7 +165,7 @@ pub(crate) unsafe fn micro_body_lean<S: Simd, const NV: usize, const M: usize>(p
             kk += 1;
         }
     }
-    finish_tile::<S, NV, M>(p, &mut acc);
+    finish_tile::<S, NV, M>(p, acc);
 }
 
 /// Row pointers `a + i·lda` for i < M.
@@ -275,8 +275,9 @@ impl Hints {
 #[inline(always)]
 unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize>(
     p: &MicroArgs,
-    acc: &mut [[S::V; NV]; M],
+    acc: [[S::V; NV]; M],
 ) {
+    let mut acc = acc;
     if !p.rows2.is_null() {
         // Mixed batch: row i continues with its own adapter's segment. The B panel is not
         // shared between rows here, but this part is rank/d_in of the work.
