@@ -98,25 +98,38 @@ pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 /// null or readable for `n` values, `rows2` null or M entries whose pointers are valid for
 /// their `k` (and `k·NR`) values, and the CPU supports `S`.
 #[inline(always)]
-pub(crate) unsafe fn micro_body<S: Simd, const NV: usize, const M: usize, const CONTIG: bool>(
+pub(crate) unsafe fn micro_body<
+    S: Simd,
+    const NV: usize,
+    const M: usize,
+    const TIGHT: bool,
+    const CONTIG: bool,
+>(
     p: &MicroArgs,
 ) {
     prefetch_tile::<S, NV, M>(p);
     let mut acc = [[S::zero(); NV]; M];
-    let mut pf = Hints::new(p);
+    // One hint slot per pass of the loop's body: 4 k steps, or 1 for a tight tile.
+    let mut pf = Hints::new(p, if TIGHT { 1 } else { 4 });
     for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
         // One base pointer per row, indexed by k: the loop then only advances k (no pointer
-        // arithmetic per row per step), unrolled by 4 to spread the loop overhead.
+        // arithmetic per row per step), unrolled by 4 to spread the loop overhead (not for a
+        // tight tile: see `steps`).
         let rows = row_ptrs::<M>(a, lda);
         let k4 = k - k % 4;
         let mut kk = 0;
         while kk < k4 {
             pf.issue::<S, CONTIG>(p, 1);
-            step::<S, NV, M>(&mut acc, &rows, b, kk);
-            step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
-            step::<S, NV, M>(&mut acc, &rows, b, kk + 2);
-            step::<S, NV, M>(&mut acc, &rows, b, kk + 3);
-            kk += 4;
+            if !TIGHT {
+                step::<S, NV, M>(&mut acc, &rows, b, kk);
+                step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
+                step::<S, NV, M>(&mut acc, &rows, b, kk + 2);
+                step::<S, NV, M>(&mut acc, &rows, b, kk + 3);
+                kk += 4;
+            } else {
+                step::<S, NV, M>(&mut acc, &rows, b, kk);
+                kk += 1;
+            }
         }
         while kk < k {
             step::<S, NV, M>(&mut acc, &rows, b, kk);
@@ -141,10 +154,17 @@ const LEAN_BLOCK: usize = 16;
 /// # Safety
 /// As [`micro_body`].
 #[inline(always)]
-pub(crate) unsafe fn micro_body_lean<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
+pub(crate) unsafe fn micro_body_lean<
+    S: Simd,
+    const NV: usize,
+    const M: usize,
+    const TIGHT: bool,
+>(
+    p: &MicroArgs,
+) {
     prefetch_tile::<S, NV, M>(p);
     let mut acc = [[S::zero(); NV]; M];
-    let mut pf = Hints::new(p);
+    let mut pf = Hints::new(p, 4);
     for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
         let rows = row_ptrs::<M>(a, lda);
         let k4 = k - k % 4;
@@ -152,13 +172,8 @@ pub(crate) unsafe fn micro_body_lean<S: Simd, const NV: usize, const M: usize>(p
         while kk < k4 {
             let end = (kk + LEAN_BLOCK).min(k4);
             pf.issue::<S, false>(p, (end - kk) / 4);
-            while kk < end {
-                step::<S, NV, M>(&mut acc, &rows, b, kk);
-                step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
-                step::<S, NV, M>(&mut acc, &rows, b, kk + 2);
-                step::<S, NV, M>(&mut acc, &rows, b, kk + 3);
-                kk += 4;
-            }
+            steps::<S, NV, M, TIGHT>(&mut acc, &rows, b, kk, end);
+            kk = end;
         }
         while kk < k {
             step::<S, NV, M>(&mut acc, &rows, b, kk);
@@ -166,6 +181,38 @@ pub(crate) unsafe fn micro_body_lean<S: Simd, const NV: usize, const M: usize>(p
         }
     }
     finish_tile::<S, NV, M>(p, acc);
+}
+
+/// k steps `kk..end` (a multiple of 4 apart), unrolled by 4, or not at all for a `TIGHT` tile
+/// (per ISA, see `isa_kernels!`). AVX2's 6 × 16 tile (15 of 16 vector registers) needs the
+/// unrolling to spread the loop overhead over its 12 FMAs per step; on NEON (6 × 16: 24
+/// accumulators, 4 W vectors and a broadcast of 32 registers) and AVX-512 (12 × 32: 27 of 32)
+/// the scheduler hoists the unrolled steps' loads and runs out of registers: unrolled by 4
+/// they spilled 15 and 65 values per 4 k steps, not unrolled none and 2 per step
+/// (`--emit asm`), with 24 FMAs per step to carry the loop overhead.
+///
+/// # Safety
+/// As [`step`] for every k in `kk..end`.
+#[inline(always)]
+unsafe fn steps<S: Simd, const NV: usize, const M: usize, const TIGHT: bool>(
+    acc: &mut [[S::V; NV]; M],
+    rows: &[*const f32; M],
+    b: *const f32,
+    mut kk: usize,
+    end: usize,
+) {
+    while kk < end {
+        if TIGHT {
+            step::<S, NV, M>(acc, rows, b, kk);
+            kk += 1;
+        } else {
+            step::<S, NV, M>(acc, rows, b, kk);
+            step::<S, NV, M>(acc, rows, b, kk + 1);
+            step::<S, NV, M>(acc, rows, b, kk + 2);
+            step::<S, NV, M>(acc, rows, b, kk + 3);
+            kk += 4;
+        }
+    }
 }
 
 /// Row pointers `a + i·lda` for i < M.
@@ -215,7 +262,8 @@ struct Hints {
 
 impl Hints {
     #[inline(always)]
-    fn new(p: &MicroArgs) -> Hints {
+    /// `per`: k steps per slot (4, or 1 for a loop that is not unrolled).
+    fn new(p: &MicroArgs, per: usize) -> Hints {
         let (row, col) = if p.pf_n > 0 {
             let r = p.pf_first / p.pf_lpr;
             (p.pf.wrapping_add(r * p.pf_ld), p.pf_first - r * p.pf_lpr)
@@ -223,7 +271,11 @@ impl Hints {
             (p.pf, 0)
         };
         Hints {
-            slots: (p.k1 / 4).max(1),
+            slots: if per == 4 {
+                (p.k1 / 4).max(1)
+            } else {
+                (p.k1 - p.k1 % 4).max(1)
+            },
             acc: 0,
             left: p.pf_n,
             next: row.wrapping_add(col * 16),
@@ -277,6 +329,10 @@ unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize>(
     p: &MicroArgs,
     acc: [[S::V; NV]; M],
 ) {
+    // A copy, not a reference to the main loop's array: this code indexes it by a runtime row
+    // (the mixed-batch loop), and with a reference LLVM kept the main loop's accumulators in
+    // memory, storing every one after each update on NEON (48 stores per 4 k steps at 6 × 16)
+    // and spilling 98 values per 4 k steps at AVX-512's 12 × 32 (`--emit asm`).
     let mut acc = acc;
     if !p.rows2.is_null() {
         // Mixed batch: row i continues with its own adapter's segment. The B panel is not

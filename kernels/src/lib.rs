@@ -139,7 +139,7 @@ impl KernelSet {
 /// its block sizes. `ms` lists 1..=MR, `rxs` lists 1..=RX (one instantiation per edge size).
 macro_rules! isa_kernels {
     ($name:ident, $isa:expr, $S:ty, [$($attr:meta),*],
-     mr: $mr:literal, nv: $nv:literal, kc: $kc:literal, mc: $mc:literal, nc: $nc:literal,
+     mr: $mr:literal, nv: $nv:literal, tight: $tight:literal, kc: $kc:literal, mc: $mc:literal, nc: $nc:literal,
      rx: $rx:literal, jw: $jw:literal, ms: [$($m:literal)*], rxs: [$($r:literal)*]) => {
         mod $name {
             use crate::dot::{dot_body, DotArgs, DotFn};
@@ -152,17 +152,17 @@ macro_rules! isa_kernels {
 
             $(#[$attr])*
             unsafe fn micro<const M: usize>(p: &MicroArgs) {
-                micro_body_lean::<$S, $nv, M>(p)
+                micro_body_lean::<$S, $nv, M, $tight>(p)
             }
 
             $(#[$attr])*
             unsafe fn micro_fine<const M: usize>(p: &MicroArgs) {
-                micro_body::<$S, $nv, M, true>(p)
+                micro_body::<$S, $nv, M, $tight, true>(p)
             }
 
             $(#[$attr])*
             unsafe fn micro_fine_rows<const M: usize>(p: &MicroArgs) {
-                micro_body::<$S, $nv, M, false>(p)
+                micro_body::<$S, $nv, M, $tight, false>(p)
             }
 
             $(#[$attr])*
@@ -210,23 +210,23 @@ macro_rules! isa_kernels {
 // KC cap 384 (measured at peak on Zen 4, shared/style.md); the cache rule gives 384 on 32 KiB L1.
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(enable = "avx512f,avx2,fma")],
-    mr: 12, nv: 2, kc: 384, mc: 480, nc: 3072, rx: 4, jw: 4,
+    mr: 12, nv: 2, tight: true, kc: 384, mc: 480, nc: 3072, rx: 4, jw: 4,
     ms: [1 2 3 4 5 6 7 8 9 10 11 12], rxs: [1 2 3 4]);
 
 // AVX2: 6 × 16 tile = 12 ymm accumulators + 2 W + 1 broadcast = 15 of 16 registers (4×24
 // spills and runs at half speed here). Small-rows tile 2 × 4: 8 accumulators + 6 loads.
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx2, crate::Isa::Avx2, crate::simd::Avx2, [target_feature(enable = "avx2,fma")],
-    mr: 6, nv: 2, kc: 768, mc: 516, nc: 3072, rx: 2, jw: 4,
+    mr: 6, nv: 2, tight: false, kc: 768, mc: 516, nc: 3072, rx: 2, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2]);
 
 // NEON: 6 × 16 tile = 24 q accumulators + 4 W + 1 broadcast of 32 registers.
 #[cfg(target_arch = "aarch64")]
 isa_kernels!(neon, crate::Isa::Neon, crate::simd::Neon, [target_feature(enable = "neon")],
-    mr: 6, nv: 4, kc: 768, mc: 240, nc: 3072, rx: 4, jw: 4,
+    mr: 6, nv: 4, tight: true, kc: 768, mc: 240, nc: 3072, rx: 4, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2 3 4]);
 
 // Portable: `wide::f32x8`, 4 × 8 tile (on baseline x86-64 each f32x8 is two SSE registers).
 isa_kernels!(portable, crate::Isa::Portable, crate::simd::Portable, [],
-    mr: 4, nv: 1, kc: 512, mc: 256, nc: 3072, rx: 2, jw: 2,
+    mr: 4, nv: 1, tight: false, kc: 512, mc: 256, nc: 3072, rx: 2, jw: 2,
     ms: [1 2 3 4], rxs: [1 2]);
