@@ -136,7 +136,7 @@ pub(crate) unsafe fn micro_body<
             kk += 1;
         }
     }
-    finish_tile::<S, NV, M>(p, acc);
+    finish::<S, NV, M, TIGHT>(p, &mut acc);
 }
 
 /// k steps per block of [`micro_body_lean`]'s loop.
@@ -180,7 +180,7 @@ pub(crate) unsafe fn micro_body_lean<
             kk += 1;
         }
     }
-    finish_tile::<S, NV, M>(p, acc);
+    finish::<S, NV, M, TIGHT>(p, &mut acc);
 }
 
 /// k steps `kk..end` (a multiple of 4 apart), unrolled by 4, or not at all for a `TIGHT` tile
@@ -212,6 +212,28 @@ unsafe fn steps<S: Simd, const NV: usize, const M: usize, const TIGHT: bool>(
             step::<S, NV, M>(acc, rows, b, kk + 3);
             kk += 4;
         }
+    }
+}
+
+/// [`finish_tile`] on the main loop's accumulators. A tight tile hands over a copy: that code
+/// indexes the array by a runtime row (the mixed-batch loop), and with a reference LLVM kept
+/// a tight tile's accumulators in memory, storing every one after each update on NEON (48
+/// stores per 4 k steps at 6 × 16) and spilling 98 values per 4 k steps at AVX-512's 12 × 32
+/// (`--emit asm`). AVX2 and portable keep the reference: their loops were clean with it, and
+/// the copy's build ran the seed shape 0.5–1.3 % slower in two in-process A/B runs.
+///
+/// # Safety
+/// As [`micro_body`].
+#[inline(always)]
+unsafe fn finish<S: Simd, const NV: usize, const M: usize, const TIGHT: bool>(
+    p: &MicroArgs,
+    acc: &mut [[S::V; NV]; M],
+) {
+    if TIGHT {
+        let mut copy = *acc;
+        finish_tile::<S, NV, M>(p, &mut copy);
+    } else {
+        finish_tile::<S, NV, M>(p, acc);
     }
 }
 
@@ -327,13 +349,8 @@ impl Hints {
 #[inline(always)]
 unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize>(
     p: &MicroArgs,
-    acc: [[S::V; NV]; M],
+    acc: &mut [[S::V; NV]; M],
 ) {
-    // A copy, not a reference to the main loop's array: this code indexes it by a runtime row
-    // (the mixed-batch loop), and with a reference LLVM kept the main loop's accumulators in
-    // memory, storing every one after each update on NEON (48 stores per 4 k steps at 6 × 16)
-    // and spilling 98 values per 4 k steps at AVX-512's 12 × 32 (`--emit asm`).
-    let mut acc = acc;
     if !p.rows2.is_null() {
         // Mixed batch: row i continues with its own adapter's segment. The B panel is not
         // shared between rows here, but this part is rank/d_in of the work.
