@@ -74,7 +74,11 @@ pub(crate) unsafe fn dot_body<S: Simd, const RX: usize, const JW: usize>(p: &Dot
             kk += S::LANES;
         }
     }
-    for (i, row) in acc.iter().enumerate() {
+    // A copy for the reduction loop, which indexes by runtime rows (the scalar tails): with
+    // the loop reading `acc` itself, NEON kept the accumulators in memory (a store after every
+    // FMA group in the main loop).
+    let fin = acc;
+    for (i, row) in fin.iter().enumerate() {
         for (j, &a) in row.iter().enumerate() {
             let mut s = S::hsum(a);
             for &(x, ldx, w, ldw, k) in &segs {

@@ -467,7 +467,10 @@ pub(crate) unsafe fn gemv_body<S: Simd, const NV: usize, const P: usize>(p: &Gem
             }
         }
     }
-    for (q, row) in acc.iter().enumerate() {
+    // A copy for the store loop, which LLVM does not unroll (see `finish`): with the loop
+    // indexing `acc` itself, NEON kept the accumulators in memory (a store after every FMA).
+    let fin = acc;
+    for (q, row) in fin.iter().enumerate() {
         store_row::<S, NV>(row, p.c[q], p.n[q], p.bias[q], p.first);
     }
 }
