@@ -2,8 +2,8 @@
 
 use crate::dims::Dims;
 use crate::driver::{
-    mixed_shrink, padded_x, shrink, shrink_on_gemm, y_view, Gemm, LoraSpec, LoraTerm, MixedAdapter,
-    MixedTerm, PackedW, ShrinkAdapter, WSrc, X_PAD,
+    lora_flops, mixed_shrink, padded_x, shrink, shrink_on_gemm, y_view, Gemm, LoraSpec, LoraTerm,
+    MixedAdapter, MixedTerm, PackedW, ShrinkAdapter, WSrc, X_PAD,
 };
 use crate::error::{expect_len, mul, LoraError};
 use crate::{Isa, Kernels};
@@ -435,6 +435,7 @@ impl LoraLinear {
                     &ad.a,
                     ad.a_packed.as_ref(),
                     &mut t,
+                    lora_flops(rows, self.d_in, self.d_out, rank),
                 )?;
                 LoraSpec::Shared(LoraTerm {
                     rank,

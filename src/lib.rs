@@ -63,7 +63,9 @@ pub use mixed::{lora_linear_mixed, RankedAdapter};
 pub struct ReadmeDoctests;
 
 use dims::check_linear;
-use driver::{padded_x, shrink, small_rows, y_view, Gemm, LoraSpec, LoraTerm, WSrc, X_PAD};
+use driver::{
+    lora_flops, padded_x, shrink, small_rows, y_view, Gemm, LoraSpec, LoraTerm, WSrc, X_PAD,
+};
 use error::expect_len;
 use fused_lora_kernels::{KernelSet, Store};
 
@@ -144,7 +146,8 @@ impl Kernels {
         let mut t = vec![0.0f32; s.t];
         let y = y_view(y, rows, d_out, s.y)?;
         if rows <= SMALL_ROWS {
-            shrink(ks, rows, d_in, rank, x, d_in, adapter.a, None, &mut t)?;
+            let op = lora_flops(rows, d_in, d_out, rank);
+            shrink(ks, rows, d_in, rank, x, d_in, adapter.a, None, &mut t, op)?;
             for v in &mut t {
                 *v *= adapter.scale;
             }
@@ -154,7 +157,8 @@ impl Kernels {
         // One padded copy of x (when its row stride needs one) for the shrink and the GEMM.
         let pad = padded_x(x, rows, d_in)?;
         let (x, ldx) = pad.as_deref().map_or((x, d_in), |p| (p, d_in + X_PAD));
-        shrink(ks, rows, d_in, rank, x, ldx, adapter.a, None, &mut t)?;
+        let op = lora_flops(rows, d_in, d_out, rank);
+        shrink(ks, rows, d_in, rank, x, ldx, adapter.a, None, &mut t, op)?;
         let lora = LoraTerm {
             rank,
             t: &t,
@@ -188,7 +192,7 @@ impl Kernels {
         expect_len("a", s.a, a.len())?;
         expect_len("t", s.t, t.len())?;
         shrink(
-            self.ks, dims.rows, dims.d_in, dims.rank, x, dims.d_in, a, None, t,
+            self.ks, dims.rows, dims.d_in, dims.rank, x, dims.d_in, a, None, t, 0.0,
         )
     }
 
