@@ -145,8 +145,8 @@ impl Kernels {
         let ks = self.ks;
         let mut t = vec![0.0f32; s.t];
         let y = y_view(y, rows, d_out, s.y)?;
+        let op = lora_flops(rows, d_in, d_out, rank);
         if rows <= SMALL_ROWS {
-            let op = lora_flops(rows, d_in, d_out, rank);
             shrink(ks, rows, d_in, rank, x, d_in, adapter.a, None, &mut t, op)?;
             for v in &mut t {
                 *v *= adapter.scale;
@@ -157,7 +157,6 @@ impl Kernels {
         // One padded copy of x (when its row stride needs one) for the shrink and the GEMM.
         let pad = padded_x(x, rows, d_in)?;
         let (x, ldx) = pad.as_deref().map_or((x, d_in), |p| (p, d_in + X_PAD));
-        let op = lora_flops(rows, d_in, d_out, rank);
         shrink(ks, rows, d_in, rank, x, ldx, adapter.a, None, &mut t, op)?;
         let lora = LoraTerm {
             rank,

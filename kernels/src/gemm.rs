@@ -127,6 +127,8 @@ pub(crate) unsafe fn micro_body<
         let mut kk = 0;
         while kk < k4 {
             pf.issue::<S, CONTIG, false>(p, 1);
+            // The steps spelled out rather than through `steps`: LLVM allocates registers
+            // worse for that form here (AVX-512 12 × 32: 7 → 15 stack references per k step).
             if !TIGHT {
                 step::<S, NV, M>(&mut acc, &rows, b, kk);
                 step::<S, NV, M>(&mut acc, &rows, b, kk + 1);
@@ -290,8 +292,8 @@ struct Hints {
 }
 
 impl Hints {
-    #[inline(always)]
     /// `per`: k steps per slot (4, or 1 for a loop that is not unrolled).
+    #[inline(always)]
     fn new(p: &MicroArgs, per: usize) -> Hints {
         let (row, col) = if p.pf_n > 0 {
             let r = p.pf_first / p.pf_lpr;
@@ -849,9 +851,9 @@ mod tests {
     /// The micro-kernel loops (lean, and fine hints over a contiguous run or raw rows) must
     /// give the same bits: the driver picks one per call from the hint rate and source, so a
     /// thread split or block size that tips a call from one to another must not change the
-    /// output. Every tile height, both segments,
-    /// depths that are not multiples of 4 or of the lean block, a partial tile width, per-row
-    /// segments, bias / accumulate, and hint rates on both sides of the switch.
+    /// output. Every tile height, both segments, depths that are not multiples of 4 or of the
+    /// lean block, a partial tile width, per-row segments, bias / accumulate, and hint rates on
+    /// both sides of the switch.
     #[test]
     fn micro_kernel_loops_agree_bitwise() {
         let mut s = 7u32;
