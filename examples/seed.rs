@@ -104,13 +104,19 @@ fn main() {
     let kern = Kernels::selected();
     let isa = kern.isa();
 
-    // FMA peak probed before the timing and again after it (below).
-    let peak = probe::fma_peak_gflops(fused_lora::Isa::best(), o.threads);
-    let peak1 = if o.threads > 1 {
-        probe::fma_peak_gflops(fused_lora::Isa::best(), 1)
-    } else {
-        peak
+    // FMA peak on `o.threads` threads and on 1, probed before the timing and again after it
+    // (below), keeping the higher: on a shared host one short probe can land in a slow moment
+    // (81 GFLOP/s once, against 97–102 usually), which made "% peak" read above 100 %.
+    let probe_peaks = || {
+        let p = probe::fma_peak_gflops(fused_lora::Isa::best(), o.threads);
+        let p1 = if o.threads > 1 {
+            probe::fma_peak_gflops(fused_lora::Isa::best(), 1)
+        } else {
+            p
+        };
+        (p, p1)
     };
+    let (peak, peak1) = probe_peaks();
     // Read bandwidth two ways: one sequential stream per thread (as the anchors' probe), and
     // four side by side per thread (what one core's prefetchers can actually pull). "% read
     // bw" is against the larger.
@@ -343,15 +349,8 @@ fn main() {
     let overhead = paired_ratio(&times[0], &times[2]);
     let scaling_ratio = scaling.map(|si| paired_ratio(&times[si], &times[0]));
     let med: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-    // The FMA probe again after the timing, keeping the higher: on a shared host one short
-    // probe can land in a slow moment (81 GFLOP/s once, against 97–102 usually), which made
-    // "% peak" read above 100 %.
-    let peak = peak.max(probe::fma_peak_gflops(fused_lora::Isa::best(), o.threads));
-    let peak1 = if o.threads > 1 {
-        peak1.max(probe::fma_peak_gflops(fused_lora::Isa::best(), 1))
-    } else {
-        peak
-    };
+    let (after, after1) = probe_peaks();
+    let (peak, peak1) = (peak.max(after), peak1.max(after1));
 
     let flops = o.dims.flops();
     println!("fused-lora seed job: rows {rows}, d_in {d_in}, d_out {d_out}, rank {rank}, threads {}, ISA {isa}, W {} ({:.1} MiB{})",
