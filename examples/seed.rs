@@ -391,12 +391,16 @@ fn main() {
         } else {
             flops
         };
+        let vs_mm = if unfused_mm.is_finite() {
+            format!("{:.2}×", unfused_mm / t)
+        } else {
+            "–".to_string()
+        };
         print!(
-            "| {name} | {:.3} | {:.1} | {:.0}% | {:.2}× |",
+            "| {name} | {:.3} | {:.1} | {:.0}% | {vs_mm} |",
             t * 1e3,
             fl / t / 1e9,
             100.0 * fl / t / 1e9 / peak.max(1e-9),
-            unfused_mm / t
         );
         if o.compare {
             let gbs = (d_out * d_in * 4) as f64 / t / 1e9;
