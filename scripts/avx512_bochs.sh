@@ -17,7 +17,9 @@
 # would block: proptest gets a fixed seed (PROPTEST_RNG_SEED, default 20261129).
 #
 # Debian/Ubuntu x86-64 with apt and root. About 10-15 minutes (the kernel build, ~4, is cached
-# in $W); not part of .ci/run. Usage: scripts/avx512_bochs.sh [work dir]
+# in $W). .ci/run calls it on CPUs without AVX-512. Usage: scripts/avx512_bochs.sh [work dir]
+# Exit status: 0 all passed, 1 a test failed (or the run did not finish), 2 the tools or the
+# kernel source could not be installed (nothing was tested).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -29,16 +31,17 @@ step "tools (apt)"
 pkgs="bochs bochs-term bochsbios vgabios busybox-static isolinux syslinux-common xorriso flex bison libelf-dev bc python3"
 missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
-  apt-get update -qq
   # shellcheck disable=SC2086
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; } ||
+    { echo "could not install: $missing"; exit 2; }
 fi
 
 step "kernel (tinyconfig + serial console, initramfs, ACPI poweroff; cached in $W/bzImage)"
 if [ ! -f "$W/bzImage" ]; then
   rm -rf "$W/ksrc" && mkdir -p "$W/ksrc"
   (cd "$W/ksrc" && apt-get download linux-source-6.1 2>/dev/null && dpkg-deb -x linux-source-6.1_*.deb pkg \
-    && tar xf pkg/usr/src/linux-source-6.1.tar.xz && rm -rf pkg linux-source-6.1_*.deb)
+    && tar xf pkg/usr/src/linux-source-6.1.tar.xz && rm -rf pkg linux-source-6.1_*.deb) ||
+    { echo "could not fetch Debian's linux-source-6.1"; exit 2; }
   K="$W/ksrc/linux-source-6.1"
   sed -i 's/\treturn size == kernel_size;/\treturn size <= kernel_size;/' "$K/arch/x86/kernel/fpu/xstate.c"
   grep -q 'return size <= kernel_size;' "$K/arch/x86/kernel/fpu/xstate.c" || { echo "xstate.c patch did not apply"; exit 1; }
@@ -50,6 +53,7 @@ if [ ! -f "$W/bzImage" ]; then
        -e RSEQ -e BUG -e CPU_SUP_INTEL -e X86_FEATURE_NAMES -e PCI -e ACPI -e UNIX -d VGA_CONSOLE \
     && make olddefconfig >/dev/null && make -j"$(nproc)" bzImage >/dev/null)
   cp "$K/arch/x86/boot/bzImage" "$W/bzImage"
+  rm -rf "$W/ksrc"   # ~1.5 GB of sources and objects; only the image is kept
 fi
 
 step "static test binaries (crt-static, x86_64-unknown-linux-gnu)"
