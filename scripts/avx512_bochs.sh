@@ -144,4 +144,8 @@ out=$(tr -cd '[:print:]\n' < "$W/serial.out")
 grep -q 'BX: cpu flags: .*avx512f' <<<"$out" || { echo "the emulated CPU did not report AVX-512F"; exit 1; }
 grep -q '^=== BX: all done' <<<"$out" || { echo "the run did not finish (timeout?)"; exit 1; }
 if grep -E '^=== BX: rc [1-9]' <<<"$out"; then echo "FAILED under Bochs (AVX-512 path)"; exit 1; fi
+[ -s "$W/tests.txt" ] || { echo "no test binaries were built"; exit 1; }
+while read -r name _; do
+  grep -qx "=== BX: rc 0 for ./$name" <<<"$out" || { echo "no passing run of $name"; exit 1; }
+done < "$W/tests.txt"
 echo "AVX-512 path: every test binary passed under Bochs"
