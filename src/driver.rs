@@ -63,13 +63,6 @@ pub(crate) fn threads_for(flops: f64) -> usize {
     }
 }
 
-/// FLOPs of one LoRA linear: `2·rows·(d_in·d_out + d_in·rank + rank·d_out)` (for thread
-/// decisions only, so a float: no overflow to check).
-pub(crate) fn lora_flops(rows: usize, d_in: usize, d_out: usize, rank: usize) -> f64 {
-    let (r, i, o, k) = (rows as f64, d_in as f64, d_out as f64, rank as f64);
-    2.0 * r * (i * o + i * k + k * o)
-}
-
 /// The K extent cut into `⌈k/kc⌉` nearly equal blocks (no thin last block); one empty block
 /// when k = 0, so the bias is still stored.
 pub(crate) fn k_blocks(k: usize, kc: usize) -> Vec<(usize, usize)> {

@@ -2,8 +2,8 @@
 
 use crate::dims::Dims;
 use crate::driver::{
-    lora_flops, mixed_shrink, padded_x, shrink, shrink_on_gemm, y_view, Gemm, LoraSpec, LoraTerm,
-    MixedAdapter, MixedTerm, PackedW, ShrinkAdapter, WSrc, X_PAD,
+    mixed_shrink, padded_x, shrink, shrink_on_gemm, y_view, Gemm, LoraSpec, LoraTerm, MixedAdapter,
+    MixedTerm, PackedW, ShrinkAdapter, WSrc, X_PAD,
 };
 use crate::error::{expect_len, mul, LoraError};
 use crate::{Isa, Kernels};
@@ -405,13 +405,13 @@ impl LoraLinear {
     /// [`LoraError::Overflow`] if those products overflow. y is untouched on error.
     pub fn forward(&self, rows: usize, x: &[f32], y: &mut [f32]) -> Result<(), LoraError> {
         let rank = self.rank();
-        let s = Dims {
+        let dims = Dims {
             rows,
             d_in: self.d_in,
             d_out: self.d_out,
             rank,
-        }
-        .sizes()?;
+        };
+        let s = dims.sizes()?;
         expect_len("x", s.x, x.len())?;
         expect_len("y", s.y, y.len())?;
         if rows == 0 || self.d_out == 0 {
@@ -435,7 +435,7 @@ impl LoraLinear {
                     &ad.a,
                     ad.a_packed.as_ref(),
                     &mut t,
-                    lora_flops(rows, self.d_in, self.d_out, rank),
+                    dims.flops(),
                 )?;
                 LoraSpec::Shared(LoraTerm {
                     rank,

@@ -63,9 +63,7 @@ pub use mixed::{lora_linear_mixed, RankedAdapter};
 pub struct ReadmeDoctests;
 
 use dims::check_linear;
-use driver::{
-    lora_flops, padded_x, shrink, small_rows, y_view, Gemm, LoraSpec, LoraTerm, WSrc, X_PAD,
-};
+use driver::{padded_x, shrink, small_rows, y_view, Gemm, LoraSpec, LoraTerm, WSrc, X_PAD};
 use error::expect_len;
 use fused_lora_kernels::{KernelSet, Store};
 
@@ -145,7 +143,7 @@ impl Kernels {
         let ks = self.ks;
         let mut t = vec![0.0f32; s.t];
         let y = y_view(y, rows, d_out, s.y)?;
-        let op = lora_flops(rows, d_in, d_out, rank);
+        let op = dims.flops();
         if rows <= SMALL_ROWS {
             shrink(ks, rows, d_in, rank, x, d_in, adapter.a, None, &mut t, op)?;
             for v in &mut t {
