@@ -156,7 +156,8 @@ impl PackedW {
         let total = packed_len(n, k, ks.nr).ok_or(LoraError::Overflow {
             what: "packed weight size",
         })?;
-        let mut data = AlignedBuf::zeroed(total);
+        // Packed once and streamed whole on every call: on huge pages where the OS grants them.
+        let mut data = AlignedBuf::zeroed_huge(total);
         let mut offsets = Vec::with_capacity(blocks.len());
         let mut parts: Vec<(&mut [f32], (usize, usize))> = Vec::with_capacity(blocks.len());
         let mut rest = data.as_mut_slice();

@@ -5,7 +5,7 @@
 //!   blocks (KC, MC, NC) and the small-rows tile — registering that ISA's instantiated kernels.
 //! - [`gemm`]: the JR/IR loops and the MR×NR micro-kernel with the LoRA term fused in.
 //! - [`dot`]: the small-rows (decode) and shrink kernel.
-//! - [`pack`]: packing into micro-panels.
+//! - [`pack`]: packing into micro-panels, and the buffers packed weights live in.
 //! - [`mat::MatMut`]: a row-major output view that splits into disjoint blocks for threads.
 //! - [`probe`]: FMA-peak and read-bandwidth probes for reports.
 //! - `baseline` (feature `baselines`): safe wrappers of the peers' GEMMs for the unfused baseline.
@@ -21,6 +21,7 @@ pub mod dot;
 pub mod gemm;
 pub mod isa;
 pub mod mat;
+mod os;
 pub mod pack;
 pub mod probe;
 mod simd;
