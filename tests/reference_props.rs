@@ -117,6 +117,7 @@ fn block_boundaries() {
         (1, 4096, 40, 16),  // decode row
         (1, 1600, 1001, 8), // packed decode: multi-stream runs, K blocks, ragged last panel
         (3, 100, 1003, 5),  // small rows: far-apart w runs plus leftover rows
+        (5, 1600, 1001, 8), // packed, rows ≤ 8: side-by-side hints, K blocks, ragged group
         (2, 0, 5, 3),       // d_in = 0: y = bias
         (3, 5, 0, 2),       // d_out = 0
         (0, 5, 7, 2),       // rows = 0

@@ -49,6 +49,9 @@ pub(crate) struct MicroArgs {
     pub pf_lpr: usize,
     pub pf_first: usize,
     pub pf_n: usize,
+    /// With the side-by-side walk (`micro_body::<…, SIDE = true>`), the hinted region is
+    /// [`SIDE_STREAMS`] runs `pf_step` floats apart, and hint i is line i of each run.
+    pub pf_step: usize,
     /// `pf2_n` lines from `pf2` (contiguous), also prefetched into L2 during segment 1: this
     /// call's own segment-2 panel when it is not in cache yet (a group's first row tile).
     pub pf2: *const f32,
@@ -89,8 +92,10 @@ pub(crate) type MicroFn = unsafe fn(&MicroArgs);
 /// contiguous run (packed W̃), so the walk needs no row/column bookkeeping and the loop holds
 /// fewer values: `LoraLinear` rows 8 cold ran 0.91–0.95 × the time of the row-walking loop
 /// (rows 6 0.92, rows 4 1.01–1.08, in-process A/B). `CONTIG = false` serves raw W rows (the
-/// one-shot call), where the lean loop's bursts cost 7 % at 12 rows. [`micro_body_lean`] is
-/// the one for all other calls; all give the same bits (hints never change results).
+/// one-shot call), where the lean loop's bursts cost 7 % at 12 rows. `SIDE` (with `CONTIG`):
+/// each hint covers line i of [`SIDE_STREAMS`] runs `pf_step` floats apart (decode-like calls,
+/// see [`SIDE_MAX_ROWS`]). [`micro_body_lean`] is the one for all other calls; all give the
+/// same bits (hints never change results).
 ///
 /// # Safety
 /// A rows readable for `k` values each (M rows at stride lda), B panels for `k·NR` values, `c`
@@ -104,6 +109,7 @@ pub(crate) unsafe fn micro_body<
     const M: usize,
     const TIGHT: bool,
     const CONTIG: bool,
+    const SIDE: bool,
 >(
     p: &MicroArgs,
 ) {
@@ -126,7 +132,7 @@ pub(crate) unsafe fn micro_body<
         let k4 = k - k % 4;
         let mut kk = 0;
         while kk < k4 {
-            pf.issue::<S, CONTIG, false>(p, 1);
+            pf.issue::<S, CONTIG, false, SIDE>(p, 1);
             // The steps spelled out rather than through `steps`: LLVM allocates registers
             // worse for that form here (AVX-512 12 × 32: 7 → 15 stack references per k step).
             if !TIGHT {
@@ -180,7 +186,7 @@ pub(crate) unsafe fn micro_body_lean<
         let mut kk = 0;
         while kk < k4 {
             let end = (kk + LEAN_BLOCK).min(k4);
-            pf.issue::<S, false, true>(p, (end - kk) / 4);
+            pf.issue::<S, false, true, false>(p, (end - kk) / 4);
             steps::<S, NV, M, TIGHT>(&mut acc, &rows, b, kk, end);
             kk = end;
         }
@@ -323,7 +329,7 @@ impl Hints {
     /// # Safety
     /// The CPU supports `S` (prefetches never fault, so any address is allowed).
     #[inline(always)]
-    unsafe fn issue<S: Simd, const CONTIG: bool, const PF2: bool>(
+    unsafe fn issue<S: Simd, const CONTIG: bool, const PF2: bool, const SIDE: bool>(
         &mut self,
         p: &MicroArgs,
         slots: usize,
@@ -332,8 +338,13 @@ impl Hints {
         while self.acc >= self.slots && self.left > 0 {
             self.acc -= self.slots;
             S::prefetch_l2(self.next);
+            if SIDE {
+                for j in 1..SIDE_STREAMS {
+                    S::prefetch_l2(self.next.wrapping_add(j * p.pf_step));
+                }
+            }
             self.left -= 1;
-            if CONTIG {
+            if CONTIG || SIDE {
                 self.next = self.next.wrapping_add(16);
             } else {
                 self.col += 1;
@@ -720,6 +731,12 @@ pub fn macro_kernel(
         // The calls of this group prefetch the next group's W̃ (packed panels, or the raw W
         // rows they will be packed from) into L2, each call its share, so the next group's
         // first tile does not wait on L3 or memory.
+        // A decode-like call with a whole group after this one, cut into SIDE_STREAMS runs.
+        let side = matches!(main.b, Panels::Packed(_))
+            && mc <= SIDE_MAX_ROWS
+            && n_panels - g1 >= group
+            && group % SIDE_STREAMS == 0
+            && main.kc > 0;
         let (pf, pf_ld, pf_lpr, pf_lines) = match main.b {
             _ if main.kc == 0 => (core::ptr::null(), 0, 1, 0),
             _ if g1 == n_panels => {
@@ -727,6 +744,12 @@ pub fn macro_kernel(
                 // or column block), so that call's first tiles do not wait on memory.
                 let lines = next.len().min(group * main.kc * nr) / 16;
                 (next.as_ptr(), 0, lines.max(1), lines)
+            }
+            Panels::Packed(b) if side => {
+                // SIDE_STREAMS runs of group/SIDE_STREAMS panels each; hint i covers line i of
+                // every run.
+                let lines = (group / SIDE_STREAMS * main.kc * nr).div_ceil(16);
+                (b[g1 * nr * main.kc..].as_ptr(), 0, lines, lines)
             }
             Panels::Packed(b) => {
                 let lines = ((n_panels - g1).min(group) * main.kc * nr).div_ceil(16);
@@ -797,6 +820,7 @@ pub fn macro_kernel(
                     pf_lpr,
                     pf_first,
                     pf_n,
+                    pf_step: group / SIDE_STREAMS * main.kc * nr,
                     // The group's first row tile finds its B panel cold (B̃ of all panels
                     // does not stay in L2 between groups): fetch it during segment 1.
                     pf2: b2,
@@ -814,7 +838,9 @@ pub fn macro_kernel(
                 // hints come in bursts of ≤ 4 per block); more (decode-like calls): hints
                 // spread over every 4 k steps, walking one contiguous run (packed panels) or
                 // raw W rows (see `micro_body_lean` and `micro_body`).
-                let kernels = if pf_n <= (main.kc / 4).max(1) {
+                let kernels = if side {
+                    ks.micro_fine_side
+                } else if pf_n <= (main.kc / 4).max(1) {
                     ks.micro
                 } else if pf_ld == 0 {
                     ks.micro_fine
@@ -827,6 +853,19 @@ pub fn macro_kernel(
         g0 = g1;
     }
 }
+
+/// Calls of at most this many rows over packed W̃ hint the next panel group side by side:
+/// [`SIDE_STREAMS`] runs of its panels at once, line i of each in turn, instead of one panel
+/// after another. Such calls do so few FMAs per W̃ line (≥ ¼ byte of W̃ per FLOP at 8 rows)
+/// that W̃'s memory stream sets their pace, and one core read memory fastest as four
+/// concurrent streams on the Zen 3 test machine (docs/PERFORMANCE.md). In-process A/B, W̃ cold
+/// (4096², 1 thread): rows 2, 4, 6, 8 in 0.80, 0.76, 0.90, 0.96 × the time; 2 threads 0.86,
+/// 0.84, 0.93, 0.99; rows 12 (two 6-row tiles) no change, hence 8. With W̃ in L3 (768 → 3072)
+/// 1.01–1.04 × (quartiles ±5–10 %).
+pub(crate) const SIDE_MAX_ROWS: usize = 8;
+
+/// Concurrent runs of the side-by-side hints (see [`SIDE_MAX_ROWS`]).
+pub(crate) const SIDE_STREAMS: usize = 4;
 
 /// Panels `g0..g1` (each `kc × NR`) of a source, contiguous: a slice of the packed ones, or
 /// the raw rows packed into `scratch`.
@@ -854,7 +893,8 @@ mod tests {
     use super::*;
     use crate::Isa;
 
-    /// The micro-kernel loops (lean, and fine hints over a contiguous run or raw rows) must
+    /// The micro-kernel loops (lean, and fine hints over a contiguous run, side by side or raw
+    /// rows) must
     /// give the same bits: the driver picks one per call from the hint rate and source, so a
     /// thread split or block size that tips a call from one to another must not change the
     /// output. Every tile height, both segments, depths that are not multiples of 4 or of the
@@ -894,7 +934,12 @@ mod tests {
                             .collect();
                         let c0 = rnd(m * nr);
                         let mut outs = Vec::new();
-                        for table in [ks.micro, ks.micro_fine, ks.micro_fine_rows] {
+                        for table in [
+                            ks.micro,
+                            ks.micro_fine,
+                            ks.micro_fine_rows,
+                            ks.micro_fine_side,
+                        ] {
                             let mut c = c0.clone();
                             let args = MicroArgs {
                                 k1,
@@ -918,6 +963,7 @@ mod tests {
                                 pf: hint_src.as_ptr(),
                                 pf_ld: 32,
                                 pf_lpr: 2,
+                                pf_step: 48,
                                 pf_first: 1,
                                 pf_n,
                                 pf2: b2.as_ptr(),

@@ -63,12 +63,14 @@ pub struct KernelSet {
     pub dot_rx: usize,
     pub dot_jw: usize,
     /// Micro-kernels for M = 1..=MR rows: `micro` with the lean k loop
-    /// (`gemm::micro_body_lean`); `micro_fine` and `micro_fine_rows` with the next-group hints
-    /// spread over every 4 k steps (`gemm::micro_body`, for calls that must issue many), over
-    /// a contiguous region or over raw W rows.
+    /// (`gemm::micro_body_lean`); `micro_fine`, `micro_fine_side` and `micro_fine_rows` with
+    /// the next-group hints spread over every 4 k steps (`gemm::micro_body`, for calls that
+    /// must issue many), over a contiguous region, over several runs of it side by side
+    /// (decode-like calls, `gemm::SIDE_MAX_ROWS`) or over raw W rows.
     micro: &'static [MicroFn],
     micro_fine: &'static [MicroFn],
     micro_fine_rows: &'static [MicroFn],
+    micro_fine_side: &'static [MicroFn],
     /// Single-row kernels over 1..=GEMV_STREAMS panels at once (decode through packed W̃).
     gemv: &'static [GemvFn],
     dot_wide: &'static [DotFn],
@@ -158,12 +160,17 @@ macro_rules! isa_kernels {
 
             $(#[$attr])*
             unsafe fn micro_fine<const M: usize>(p: &MicroArgs) {
-                micro_body::<$S, $nv, M, $tight, true>(p)
+                micro_body::<$S, $nv, M, $tight, true, false>(p)
+            }
+
+            $(#[$attr])*
+            unsafe fn micro_fine_side<const M: usize>(p: &MicroArgs) {
+                micro_body::<$S, $nv, M, $tight, true, true>(p)
             }
 
             $(#[$attr])*
             unsafe fn micro_fine_rows<const M: usize>(p: &MicroArgs) {
-                micro_body::<$S, $nv, M, $tight, false>(p)
+                micro_body::<$S, $nv, M, $tight, false, false>(p)
             }
 
             $(#[$attr])*
@@ -179,6 +186,7 @@ macro_rules! isa_kernels {
             static MICRO: [MicroFn; $mr] = [$(micro::<$m> as MicroFn),*];
             static MICRO_FINE: [MicroFn; $mr] = [$(micro_fine::<$m> as MicroFn),*];
             static MICRO_FINE_ROWS: [MicroFn; $mr] = [$(micro_fine_rows::<$m> as MicroFn),*];
+            static MICRO_FINE_SIDE: [MicroFn; $mr] = [$(micro_fine_side::<$m> as MicroFn),*];
             static GEMV: [GemvFn; crate::gemm::GEMV_STREAMS] =
                 [gemv::<1>, gemv::<2>, gemv::<3>, gemv::<4>];
             static DOT_WIDE: [DotFn; $rx] = [$(dot::<$r, $jw> as DotFn),*];
@@ -199,6 +207,7 @@ macro_rules! isa_kernels {
                 micro: &MICRO,
                 micro_fine: &MICRO_FINE,
                 micro_fine_rows: &MICRO_FINE_ROWS,
+                micro_fine_side: &MICRO_FINE_SIDE,
                 gemv: &GEMV,
                 dot_wide: &DOT_WIDE,
                 dot_one: &DOT_ONE,
