@@ -894,12 +894,11 @@ mod tests {
     use crate::Isa;
 
     /// The micro-kernel loops (lean, and fine hints over a contiguous run, side by side or raw
-    /// rows) must
-    /// give the same bits: the driver picks one per call from the hint rate and source, so a
-    /// thread split or block size that tips a call from one to another must not change the
-    /// output. Every tile height, both segments, depths that are not multiples of 4 or of the
-    /// lean block, a partial tile width, per-row segments, bias / accumulate, and hint rates on
-    /// both sides of the switch.
+    /// rows) must give the same bits: the driver picks one per call from the hint rate, the
+    /// source and the row count, so a thread split or block size that tips a call from one to
+    /// another must not change the output. Every tile height, both segments, depths that are
+    /// not multiples of 4 or of the lean block, a partial tile width, per-row segments, bias /
+    /// accumulate, and hint rates on both sides of the switch.
     #[test]
     fn micro_kernel_loops_agree_bitwise() {
         let mut s = 7u32;
