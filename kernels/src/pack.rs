@@ -30,10 +30,11 @@ pub struct AlignedBuf {
 /// boundaries and advised as transparent huge pages (`madvise(MADV_HUGEPAGE)`), which the
 /// common `madvise` THP setting grants only to memory that asks (numpy asks for its arrays).
 /// Decode streams the whole packed W from memory: on 4 KiB pages a 64 MiB W̃ spans 16 384
-/// TLB entries, and hardware prefetchers do not run across a page boundary. On the Zen 3 test machine (in-process A/B, a 64 MiB
-/// W̃): decode rows 8 ran 0.88–0.92 × the time on 1 thread and 0.92–0.94 × on 2, rows 1–4
-/// 0.91–0.99 ×; compute-bound shapes within ±2 % (docs/PERFORMANCE.md). Below this size the
-/// 2 MiB of alignment slack would cost more than it can gain.
+/// TLB entries, and hardware prefetchers do not run across a page boundary. On the Zen 3 test
+/// machine (in-process A/B, a 64 MiB W̃): decode rows 8 ran 0.88–0.92 × the time on 1 thread
+/// and 0.92–0.94 × on 2, rows 1–4 0.91–0.99 ×; compute-bound shapes within ±2 %
+/// (docs/PERFORMANCE.md). Below this size the 2 MiB of alignment slack would cost more than it
+/// can gain.
 pub const HUGE_MIN_BYTES: usize = 4 << 20;
 
 /// The huge page size placements are aligned to.
@@ -64,8 +65,10 @@ impl AlignedBuf {
         }
         // Fresh zeroed memory this large comes from calloc's own mapping, untouched: the
         // advice below applies to the first fault of each page.
-        let slack = HUGE_PAGE / 4;
-        let data = vec![0.0f32; len + slack];
+        let Some(total) = len.checked_add(HUGE_PAGE / 4) else {
+            return AlignedBuf::zeroed(len);
+        };
+        let data = vec![0.0f32; total];
         let addr = data.as_ptr() as usize;
         let start = (addr.next_multiple_of(HUGE_PAGE) - addr) / 4;
         crate::os::advise_huge_pages(&data[start..start + len]);
