@@ -6,6 +6,7 @@
 //! - [`gemm`]: the JR/IR loops and the MR×NR micro-kernel with the LoRA term fused in.
 //! - [`dot`]: the small-rows (decode) and shrink kernel.
 //! - [`pack`]: packing into micro-panels, and the buffers packed weights live in.
+//! - `os`: the one OS call, huge-page advice for packed weights (Linux `madvise`).
 //! - [`mat::MatMut`]: a row-major output view that splits into disjoint blocks for threads.
 //! - [`probe`]: FMA-peak and read-bandwidth probes for reports.
 //! - `baseline` (feature `baselines`): safe wrappers of the peers' GEMMs for the unfused baseline.
