@@ -731,12 +731,14 @@ pub fn macro_kernel(
         // The calls of this group prefetch the next group's W̃ (packed panels, or the raw W
         // rows they will be packed from) into L2, each call its share, so the next group's
         // first tile does not wait on L3 or memory.
-        // A decode-like call with a whole group after this one, cut into SIDE_STREAMS runs.
+        // A decode-like call with a whole group after this one, cut into SIDE_STREAMS runs
+        // of `side_run` floats (group/SIDE_STREAMS panels) each.
         let side = matches!(main.b, Panels::Packed(_))
             && mc <= SIDE_MAX_ROWS
             && n_panels - g1 >= group
             && group % SIDE_STREAMS == 0
             && main.kc > 0;
+        let side_run = group / SIDE_STREAMS * main.kc * nr;
         let (pf, pf_ld, pf_lpr, pf_lines) = match main.b {
             _ if main.kc == 0 => (core::ptr::null(), 0, 1, 0),
             _ if g1 == n_panels => {
@@ -746,9 +748,8 @@ pub fn macro_kernel(
                 (next.as_ptr(), 0, lines.max(1), lines)
             }
             Panels::Packed(b) if side => {
-                // SIDE_STREAMS runs of group/SIDE_STREAMS panels each; hint i covers line i of
-                // every run.
-                let lines = (group / SIDE_STREAMS * main.kc * nr).div_ceil(16);
+                // Hint i covers line i of every run.
+                let lines = side_run.div_ceil(16);
                 (b[g1 * nr * main.kc..].as_ptr(), 0, lines, lines)
             }
             Panels::Packed(b) => {
@@ -820,7 +821,7 @@ pub fn macro_kernel(
                     pf_lpr,
                     pf_first,
                     pf_n,
-                    pf_step: group / SIDE_STREAMS * main.kc * nr,
+                    pf_step: side_run,
                     // The group's first row tile finds its B panel cold (B̃ of all panels
                     // does not stay in L2 between groups): fetch it during segment 1.
                     pf2: b2,
