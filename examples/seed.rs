@@ -358,9 +358,11 @@ fn main() {
         if o.cold { format!(", {copies} copies rotated") } else { String::new() });
     let (mr, nr, kc, mc, nc) = kern.blocking();
     let (mc_p, ng_p) = kern.packed_blocks();
+    let (mc_s, w_res) = kern.streamed_blocks();
     println!(
-        "blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}, NG {} (prepacked W: MC {mc_p}, NG {ng_p})",
-        kern.panel_group()
+        "blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}, NG {} (prepacked W: MC {mc_p}, NG {ng_p}; MC {mc_s} when W̃ > {:.1} MiB)",
+        kern.panel_group(),
+        w_res as f64 / (1 << 20) as f64
     );
     print!(
         "FMA peak (best of two probes, {} thr, {}): {:.1} GFLOP/s",

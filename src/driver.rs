@@ -377,9 +377,11 @@ impl Gemm<'_> {
         let (trows, tcols) = (t.y.rows(), t.y.cols());
         let rank = lora.map_or(0, |l| l.rank);
         // Prepacked W̃: row blocks whose x stays in L2 across all panel groups (W̃ is then read
-        // once per row block, prefetched). W̃ packed here: one large block, so each panel is
-        // packed just in time (see fused_lora_kernels::blocking).
+        // once per row block, prefetched), larger ones when W̃ does not stay in L3. W̃ packed
+        // here: one large block, so each panel is packed just in time (see
+        // fused_lora_kernels::blocking).
         let (mc, ng) = match self.w {
+            WSrc::Packed(p) if p.bytes() > ks.w_resident_max => (ks.mc_streamed, ks.ng_packed),
             WSrc::Packed(_) => (ks.mc_packed, ks.ng_packed),
             WSrc::Raw(_) => (ks.mc, ks.ng),
         };

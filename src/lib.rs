@@ -116,6 +116,13 @@ impl Kernels {
         (self.ks.mc_packed, self.ks.ng_packed)
     }
 
+    /// (MC, bytes): a prepacked W̃ of more than `bytes` (half of L3) does not stay in L3, so
+    /// each row block streams it from memory; its row blocks are this MC (x fills L2), fewer
+    /// than [`Kernels::packed_blocks`]'s.
+    pub fn streamed_blocks(&self) -> (usize, usize) {
+        (self.ks.mc_streamed, self.ks.w_resident_max)
+    }
+
     pub(crate) fn set(&self) -> &'static KernelSet {
         self.ks
     }

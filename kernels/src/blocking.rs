@@ -32,6 +32,13 @@
 //!   per-round ratios: 0.972, 0.977, 0.978, 0.986, 0.987, 0.996 (6 runs of 40–80 rounds; 0.990
 //!   and 0.999 in two more during a noisy phase); rank 128: 0.987, 0.989, 0.997 and 1.016;
 //!   prefill512 (84 → 90 rows at KC 683): 0.948, 0.992, 1.003, 1.005.
+//! - MC_streamed: for prepacked W̃ larger than half of L3 (`w_resident_max`), which then comes
+//!   from memory for every row block rather than from L3: the x block fills L2 (168 rows
+//!   here), so W̃ is streamed half as often. On a Zen 1 EPYC (512 KiB L2, 8 MiB L3, so the
+//!   seed shape's 9.4 MiB W̃ does not stay in L3), in-process A/B against MC 84, medians of
+//!   per-round ratios: seed 0.977–0.979 (1 thread, rank 8 and 0), 0.973 (2 threads); long2048
+//!   0.980 and 0.979 (1 thread), 0.978 (2); prefill512 1.001 (no change). With W̃ in L3 (the
+//!   Zen 3 runs above) MC 84 stays.
 //!
 //! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4` overrides any of them (for tuning
 //! experiments; `mc` and `ng` set the packed variants too).
@@ -108,6 +115,10 @@ pub struct Blocks {
     /// the panel group three eighths, so x stays in L2 across all groups.
     pub mc_packed: usize,
     pub ng_packed: usize,
+    /// MC for prepacked W̃ of more than `w_resident_max` bytes (half of L3), which streams
+    /// from memory once per row block: the x block fills L2.
+    pub mc_streamed: usize,
+    pub w_resident_max: usize,
 }
 
 /// The blocks for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
@@ -116,7 +127,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
     let mc = ((3 * c.l2 / (kc * 4)).min(516).div_ceil(mr) * mr).max(mr);
     let nc = ((c.l3 / 4 / (kc * 4)) / nr * nr).clamp(nr, 16384);
     let (mut kc, mut mc, mut nc, mut ng) = (kc, mc, nc, 0);
-    let (mut mc_packed, mut ng_packed) = (0, 0);
+    let (mut mc_packed, mut ng_packed, mut mc_streamed) = (0, 0, 0);
     if let Ok(v) = std::env::var("FUSED_LORA_BLOCKING") {
         for part in v.split(',') {
             let mut it = part.splitn(2, '=');
@@ -131,6 +142,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
                 "mc" if val > 0 => {
                     mc = val.div_ceil(mr) * mr;
                     mc_packed = mc;
+                    mc_streamed = mc;
                 }
                 "nc" if val > 0 => nc = val.div_ceil(nr) * nr,
                 "ng" if val > 0 => {
@@ -150,6 +162,9 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
     if ng_packed == 0 {
         ng_packed = (c.l2 * 3 / 8 / (kc * nr * 4)).max(1);
     }
+    if mc_streamed == 0 {
+        mc_streamed = ((c.l2 / (kc * 4)) / mr * mr).clamp(mc_packed, mc.max(mc_packed));
+    }
     Blocks {
         kc,
         mc,
@@ -157,6 +172,8 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
         nc,
         mc_packed,
         ng_packed,
+        mc_streamed,
+        w_resident_max: c.l3 / 2,
     }
 }
 
@@ -185,7 +202,16 @@ mod tests {
         assert_eq!((b.mc, b.mc % 6), (516, 0));
         // Packed W̃: 84 rows of x (252 KiB) and 4 panels (192 KiB) in the 512 KiB L2.
         assert_eq!((b.mc_packed, b.ng_packed), (84, 4));
+        // W̃ beyond half of L3: x blocks of 168 rows (504 KiB), the whole L2.
+        assert_eq!((b.mc_streamed, b.w_resident_max), (168, 16 << 20));
         assert_eq!(derive(12, 32, 384, c).kc, 384);
+        // Zen 1 EPYC: 8 MiB L3, so W̃ beyond 4 MiB (the seed shape's 9 MiB) counts as streamed.
+        let zen1 = derive(6, 16, 768, Caches { l3: 8 << 20, ..c });
+        assert_eq!((zen1.mc_packed, zen1.mc_streamed), (84, 168));
+        assert_eq!(zen1.w_resident_max, 4 << 20);
+        // A small L2: the streamed MC never drops below the packed one.
+        let small = derive(6, 16, 768, Caches { l2: 128 << 10, ..c });
+        assert!(small.mc_streamed >= small.mc_packed && small.mc_streamed.is_multiple_of(6));
         assert_eq!(b.nc % 16, 0);
     }
 }

@@ -60,6 +60,10 @@ pub struct KernelSet {
     /// during the call, where a large MC lets each panel be packed just in time.
     pub mc_packed: usize,
     pub ng_packed: usize,
+    /// MC for a prepacked W̃ of more than `w_resident_max` bytes (half of L3): it streams from
+    /// memory once per row block, so the x block fills L2 and there are half as many.
+    pub mc_streamed: usize,
+    pub w_resident_max: usize,
     /// Small-rows kernel tile: x rows × W rows per call.
     pub dot_rx: usize,
     pub dot_jw: usize,
@@ -90,6 +94,8 @@ impl std::fmt::Debug for KernelSet {
             .field("ng", &self.ng)
             .field("mc_packed", &self.mc_packed)
             .field("ng_packed", &self.ng_packed)
+            .field("mc_streamed", &self.mc_streamed)
+            .field("w_resident_max", &self.w_resident_max)
             .finish()
     }
 }
@@ -128,6 +134,8 @@ impl KernelSet {
                 ng: b.ng,
                 mc_packed: b.mc_packed,
                 ng_packed: b.ng_packed,
+                mc_streamed: b.mc_streamed,
+                w_resident_max: b.w_resident_max,
                 ..*template
             }
         })
@@ -203,6 +211,8 @@ macro_rules! isa_kernels {
                 ng: 1,
                 mc_packed: $mc,
                 ng_packed: 1,
+                mc_streamed: $mc,
+                w_resident_max: usize::MAX,
                 dot_rx: $rx,
                 dot_jw: $jw,
                 micro: &MICRO,
