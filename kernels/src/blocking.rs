@@ -36,12 +36,12 @@
 //!   from memory for every row block rather than from L3: the x block fills L2 (168 rows
 //!   here), so W̃ is streamed half as often. On a Zen 1 EPYC (512 KiB L2, 8 MiB L3, so the
 //!   seed shape's 9.4 MiB W̃ does not stay in L3), in-process A/B against MC 84, medians of
-//!   per-round ratios: seed 0.977–0.979 (1 thread, rank 8 and 0), 0.973 (2 threads); long2048
-//!   0.980 and 0.979 (1 thread), 0.978 (2); prefill512 1.001 (no change). With W̃ in L3 (the
-//!   Zen 3 runs above) MC 84 stays.
+//!   per-round ratios: seed 0.977–0.983 (1 thread, ranks 0, 8, 64), 0.973–0.979 (2 threads);
+//!   long2048 0.979–0.993 (1 thread), 0.978–0.987 (2); prefill512 0.988–1.001. With W̃ in L3
+//!   (the Zen 3 runs above) MC 84 stays.
 //!
 //! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4` overrides any of them (for tuning
-//! experiments; `mc` and `ng` set the packed variants too).
+//! experiments; `mc` also sets MC_packed and MC_streamed, `ng` also NG_packed).
 
 use std::sync::OnceLock;
 
