@@ -360,9 +360,10 @@ fn main() {
     let (mc_p, ng_p) = kern.packed_blocks();
     let (mc_s, w_res) = kern.streamed_blocks();
     println!(
-        "blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}, NG {} (prepacked W: MC {mc_p}, NG {ng_p}; MC {mc_s} when W̃ > {:.1} MiB)",
+        "blocks: MR×NR {mr}×{nr}, KC {kc}, MC {mc}, NC {nc}, NG {} (prepacked W: MC {mc_p}, NG {ng_p}; MC {mc_s} when W̃ > {:.1} MiB); next-panel hints in compute-bound calls: {}",
         kern.panel_group(),
-        w_res as f64 / (1 << 20) as f64
+        w_res as f64 / (1 << 20) as f64,
+        if kern.lean_hints() { "on" } else { "off" }
     );
     print!(
         "FMA peak (best of two probes, {} thr, {}): {:.1} GFLOP/s",

@@ -123,6 +123,12 @@ impl Kernels {
         (self.ks.mc_streamed, self.ks.w_resident_max)
     }
 
+    /// Whether compute-bound calls prefetch the next W̃ panels into L2: off on CPUs whose
+    /// PREFETCHT2 fills L1 (AMD family 17h; see `fused_lora_kernels::blocking`).
+    pub fn lean_hints(&self) -> bool {
+        self.ks.lean_hints
+    }
+
     pub(crate) fn set(&self) -> &'static KernelSet {
         self.ks
     }

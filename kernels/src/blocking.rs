@@ -40,8 +40,18 @@
 //!   long2048 0.979–0.993 (1 thread), 0.978–0.987 (2); prefill512 0.988–1.001. With W̃ in L3
 //!   (the Zen 3 runs above) MC 84 stays.
 //!
-//! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4` overrides any of them (for tuning
-//! experiments; `mc` also sets MC_packed and MC_streamed, `ng` also NG_packed).
+//! - Lean hints: whether compute-bound calls (the lean k loop, many row tiles per W̃ panel)
+//!   prefetch the next panel group into L2 (PREFETCHT2). Off on AMD family 17h (Zen 1, Zen 2),
+//!   whose cores fill L1 on PREFETCHT1/T2 as on T0 (AMD documents T1/T2 filling only L2 from
+//!   Zen 4 on): there each hint evicts a line of the x tile or panel in use. On a Zen 1 EPYC,
+//!   in-process A/B, no hints in those calls ran every compute-bound shape in 0.974–0.997 × the
+//!   time (seed ranks 0–128, long2048, prefill512, 48–160 rows; 1 and 2 threads), decode-like
+//!   calls (which keep theirs) unchanged. Elsewhere they stay on (on the Zen 3 they were worth
+//!   ~10 % at 48 rows).
+//!
+//! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4,hints=0` overrides any of them (for tuning
+//! experiments; `mc` also sets MC_packed and MC_streamed, `ng` also NG_packed, `hints` 0 or 1
+//! the lean hints).
 
 use std::sync::OnceLock;
 
@@ -119,6 +129,37 @@ pub struct Blocks {
     /// from memory once per row block: the x block fills L2.
     pub mc_streamed: usize,
     pub w_resident_max: usize,
+    /// Whether compute-bound calls issue next-group L2 hints (see the module doc).
+    pub lean_hints: bool,
+}
+
+/// Whether compute-bound calls should issue next-group L2 hints on a CPU of this vendor and
+/// family: not on AMD family 17h (Zen 1, Zen 2), where PREFETCHT2 fills L1.
+pub fn lean_hints_for(amd: bool, family: u32) -> bool {
+    !(amd && family == 0x17)
+}
+
+/// (AMD?, family) of this CPU from CPUID; `None` off x86-64.
+pub fn cpu_vendor_family() -> Option<(bool, u32)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: CPUID and its leaves 0 (vendor) and 1 (family) exist on every x86-64 CPU.
+        // (`__cpuid` is a safe function in newer toolchains; the block keeps older ones, down
+        // to the workspace's rust-version, compiling.)
+        #[allow(unused_unsafe)]
+        let (l0, l1) = unsafe { (__cpuid(0), __cpuid(1)) };
+        let amd = (l0.ebx, l0.edx, l0.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+        let base = (l1.eax >> 8) & 0xf;
+        let family = if base == 0xf {
+            base + ((l1.eax >> 20) & 0xff)
+        } else {
+            base
+        };
+        Some((amd, family))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
 }
 
 /// The blocks for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
@@ -128,6 +169,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
     let nc = ((c.l3 / 4 / (kc * 4)) / nr * nr).clamp(nr, 16384);
     let (mut kc, mut mc, mut nc, mut ng) = (kc, mc, nc, 0);
     let (mut mc_packed, mut ng_packed, mut mc_streamed) = (0, 0, 0);
+    let mut lean_hints = cpu_vendor_family().is_none_or(|(amd, f)| lean_hints_for(amd, f));
     if let Ok(v) = std::env::var("FUSED_LORA_BLOCKING") {
         for part in v.split(',') {
             let mut it = part.splitn(2, '=');
@@ -149,6 +191,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
                     ng = val;
                     ng_packed = val;
                 }
+                "hints" => lean_hints = val != 0,
                 _ => {}
             }
         }
@@ -174,6 +217,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
         ng_packed,
         mc_streamed,
         w_resident_max: c.l3 / 2,
+        lean_hints,
     }
 }
 
@@ -213,5 +257,14 @@ mod tests {
         let small = derive(6, 16, 768, Caches { l2: 128 << 10, ..c });
         assert!(small.mc_streamed >= small.mc_packed && small.mc_streamed.is_multiple_of(6));
         assert_eq!(b.nc % 16, 0);
+    }
+
+    #[test]
+    fn lean_hints_off_only_on_amd_family_17h() {
+        assert!(!lean_hints_for(true, 0x17)); // Zen 1, Zen 2
+        assert!(lean_hints_for(true, 0x19)); // Zen 3, Zen 4
+        assert!(lean_hints_for(true, 0x1a));
+        assert!(lean_hints_for(false, 0x17)); // not AMD: family numbers mean other cores
+        assert!(lean_hints_for(false, 6));
     }
 }

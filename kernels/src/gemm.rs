@@ -763,6 +763,14 @@ pub fn macro_kernel(
             }
         };
         let pf_per_call = pf_lines.div_ceil(n_tiles * gn);
+        // A call that will run the lean loop (few hint lines per k step: many row tiles share
+        // each panel) skips them where the CPU fills L1 on PREFETCHT2 (`ks.lean_hints`, see
+        // `blocking`); decode-like calls keep theirs.
+        let pf_per_call = if !ks.lean_hints && !side && pf_per_call <= (main.kc / 4).max(1) {
+            0
+        } else {
+            pf_per_call
+        };
         for ir in 0..n_tiles {
             let i0 = ir * tile_h + ir.min(tile_extra);
             let m = tile_h + usize::from(ir < tile_extra);
@@ -988,6 +996,74 @@ mod tests {
                         assert_eq!(outs[0][nr - 1].to_bits(), c0[nr - 1].to_bits());
                     }
                 }
+            }
+        }
+    }
+
+    /// Whether compute-bound calls issue next-group hints (`KernelSet::lean_hints`, per CPU)
+    /// must not change a single bit: hints only move lines between caches. Row counts from 1
+    /// to 40 take every route (lean, fine, side); several groups and a `next` region exercise
+    /// the hints of every group, with a shared LoRA segment.
+    #[test]
+    fn lean_hints_do_not_change_results() {
+        let mut s = 11u32;
+        let mut rnd = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (s >> 9) as f32 / (1u32 << 23) as f32 - 0.5
+                })
+                .collect()
+        };
+        for isa in Isa::available() {
+            let base = KernelSet::for_isa(isa);
+            let nr = base.nr;
+            let (kc, k2, nc) = (150, 5, 7 * nr - 3);
+            let np = nc.div_ceil(nr);
+            let b1 = rnd(np * kc * nr);
+            let b2 = rnd(np * k2 * nr);
+            let next = rnd(4 * kc * nr);
+            let bias = rnd(nc);
+            for mc in [1, 2, 5, 8, 13, 40] {
+                let a1 = rnd(mc * kc);
+                let a2 = rnd(mc * k2);
+                let mut outs = Vec::new();
+                for lean_hints in [true, false] {
+                    let ks = KernelSet {
+                        lean_hints,
+                        ..*base
+                    };
+                    let mut c = vec![f32::NAN; mc * nc];
+                    let main = Segment {
+                        kc,
+                        a: &a1,
+                        lda: kc,
+                        b: Panels::Packed(&b1),
+                    };
+                    let lora = Lora::Shared(Segment {
+                        kc: k2,
+                        a: &a2,
+                        lda: k2,
+                        b: Panels::Packed(&b2),
+                    });
+                    let view = MatMut::new(&mut c, mc, nc, nc).expect("view");
+                    macro_kernel(
+                        &ks,
+                        main,
+                        lora,
+                        Store::Overwrite(Some(&bias)),
+                        view,
+                        2,
+                        &next,
+                    );
+                    outs.push(c);
+                }
+                assert!(outs[0].iter().all(|v| v.is_finite()), "{isa:?} mc {mc}");
+                let same = outs[0]
+                    .iter()
+                    .zip(&outs[1])
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{isa:?} mc {mc}: lean hints changed the output");
             }
         }
     }

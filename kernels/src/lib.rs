@@ -64,6 +64,9 @@ pub struct KernelSet {
     /// memory once per row block, so the x block fills L2 and there are half as many.
     pub mc_streamed: usize,
     pub w_resident_max: usize,
+    /// Whether calls on the lean k loop (compute-bound: many row tiles per W̃ panel) issue
+    /// next-group L2 hints; decode-like calls always do (see [`blocking`]).
+    pub lean_hints: bool,
     /// Small-rows kernel tile: x rows × W rows per call.
     pub dot_rx: usize,
     pub dot_jw: usize,
@@ -96,6 +99,7 @@ impl std::fmt::Debug for KernelSet {
             .field("ng_packed", &self.ng_packed)
             .field("mc_streamed", &self.mc_streamed)
             .field("w_resident_max", &self.w_resident_max)
+            .field("lean_hints", &self.lean_hints)
             .finish()
     }
 }
@@ -136,6 +140,7 @@ impl KernelSet {
                 ng_packed: b.ng_packed,
                 mc_streamed: b.mc_streamed,
                 w_resident_max: b.w_resident_max,
+                lean_hints: b.lean_hints,
                 ..*template
             }
         })
@@ -213,6 +218,7 @@ macro_rules! isa_kernels {
                 ng_packed: 1,
                 mc_streamed: $mc,
                 w_resident_max: usize::MAX,
+                lean_hints: true,
                 dot_rx: $rx,
                 dot_jw: $jw,
                 micro: &MICRO,
