@@ -902,6 +902,19 @@ mod tests {
     use super::*;
     use crate::Isa;
 
+    /// Values in [-0.5, 0.5) from a small LCG seeded with `seed`: `n` per call.
+    fn uniform_source(seed: u32) -> impl FnMut(usize) -> Vec<f32> {
+        let mut s = seed;
+        move |n| {
+            (0..n)
+                .map(|_| {
+                    s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (s >> 9) as f32 / (1u32 << 23) as f32 - 0.5
+                })
+                .collect()
+        }
+    }
+
     /// The micro-kernel loops (lean, and fine hints over a contiguous run, side by side or raw
     /// rows) must give the same bits: the driver picks one per call from the hint rate, the
     /// source and the row count, so a thread split or block size that tips a call from one to
@@ -910,15 +923,7 @@ mod tests {
     /// accumulate, and hint rates on both sides of the switch.
     #[test]
     fn micro_kernel_loops_agree_bitwise() {
-        let mut s = 7u32;
-        let mut rnd = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                    (s >> 9) as f32 / (1u32 << 23) as f32 - 0.5
-                })
-                .collect()
-        };
+        let mut rnd = uniform_source(7);
         for isa in Isa::available() {
             let ks = KernelSet::for_isa(isa);
             let nr = ks.nr;
@@ -1006,15 +1011,7 @@ mod tests {
     /// the hints of every group, with a shared LoRA segment.
     #[test]
     fn lean_hints_do_not_change_results() {
-        let mut s = 11u32;
-        let mut rnd = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    s = s.wrapping_mul(1664525).wrapping_add(1013904223);
-                    (s >> 9) as f32 / (1u32 << 23) as f32 - 0.5
-                })
-                .collect()
-        };
+        let mut rnd = uniform_source(11);
         for isa in Isa::available() {
             let base = KernelSet::for_isa(isa);
             let nr = base.nr;
