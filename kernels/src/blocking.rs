@@ -46,8 +46,8 @@
 //!   Zen 4 on): there each hint evicts a line of the x tile or panel in use. On a Zen 1 EPYC,
 //!   in-process A/B, no hints in those calls ran every compute-bound shape in 0.974–0.997 × the
 //!   time (seed ranks 0–128, long2048, prefill512, 48–160 rows; 1 and 2 threads), decode-like
-//!   calls (which keep theirs) unchanged. Elsewhere they stay on (on the Zen 3 they were worth
-//!   ~10 % at 48 rows).
+//!   calls (which keep theirs) unchanged. Measured on Zen 1 only; Zen 2 shares the family.
+//!   Elsewhere they stay on (on the Zen 3 they were worth ~10 % at 48 rows).
 //!
 //! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4,hints=0` overrides any of them (for tuning
 //! experiments; `mc` also sets MC_packed and MC_streamed, `ng` also NG_packed, `hints` 0 or 1
