@@ -315,7 +315,9 @@ fn main() {
         f64::NAN
     };
 
-    // --- timing: interleaved rounds; about 2 s in all unless --reps is given
+    // --- timing: interleaved rounds; about 6 s in all, at least 15 rounds, unless --reps is
+    // given. With 2 s the seed shape got 5 rounds on a 40 GFLOP/s core: too few for a median
+    // on a shared host.
     let mut one = || {
         let t0 = Instant::now();
         pool.install(|| (variants[0].2)(0, &mut y));
@@ -325,7 +327,7 @@ fn main() {
     let reps = if o.reps > 0 {
         o.reps
     } else {
-        ((2.0 / (est * variants.len() as f64 * 2.6)) as usize).clamp(5, 2000)
+        ((6.0 / (est * variants.len() as f64 * 2.6)) as usize).clamp(15, 2000)
     };
     let mut times = vec![Vec::with_capacity(reps); variants.len()];
     let mut c = 0;
