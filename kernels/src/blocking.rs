@@ -135,12 +135,12 @@ pub struct Blocks {
 
 /// Whether compute-bound calls should issue next-group L2 hints on a CPU of this vendor and
 /// family: not on AMD family 17h (Zen 1, Zen 2), where PREFETCHT2 fills L1.
-pub fn lean_hints_for(amd: bool, family: u32) -> bool {
+fn lean_hints_for(amd: bool, family: u32) -> bool {
     !(amd && family == 0x17)
 }
 
 /// (AMD?, family) of this CPU from CPUID; `None` off x86-64.
-pub fn cpu_vendor_family() -> Option<(bool, u32)> {
+fn cpu_vendor_family() -> Option<(bool, u32)> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::__cpuid;

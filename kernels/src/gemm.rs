@@ -763,10 +763,12 @@ pub fn macro_kernel(
             }
         };
         let pf_per_call = pf_lines.div_ceil(n_tiles * gn);
+        // The most hint lines a call may issue and still run the lean loop (one per 4 k steps).
+        let lean_max = (main.kc / 4).max(1);
         // A call that will run the lean loop (few hint lines per k step: many row tiles share
         // each panel) skips them where the CPU fills L1 on PREFETCHT2 (`ks.lean_hints`, see
         // `blocking`); decode-like calls keep theirs.
-        let pf_per_call = if !ks.lean_hints && !side && pf_per_call <= (main.kc / 4).max(1) {
+        let pf_per_call = if !ks.lean_hints && !side && pf_per_call <= lean_max {
             0
         } else {
             pf_per_call
@@ -849,7 +851,7 @@ pub fn macro_kernel(
                 // raw W rows (see `micro_body_lean` and `micro_body`).
                 let kernels = if side {
                     ks.micro_fine_side
-                } else if pf_n <= (main.kc / 4).max(1) {
+                } else if pf_n <= lean_max {
                     ks.micro
                 } else if pf_ld == 0 {
                     ks.micro_fine
