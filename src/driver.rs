@@ -378,11 +378,16 @@ impl Gemm<'_> {
         let rank = lora.map_or(0, |l| l.rank);
         // Prepacked W̃: row blocks whose x stays in L2 across all panel groups (W̃ is then read
         // once per row block, prefetched), larger ones when W̃ does not stay in L3. W̃ packed
-        // here: one large block, so each panel is packed just in time (see
-        // fused_lora_kernels::blocking).
+        // here: rows that fit one large block have each panel packed just in time (see
+        // fused_lora_kernels::blocking); more rows get each KC × NC block packed whole first
+        // (below), a W̃ that stays in L3, so they run as a prepacked one would. On Zen 1,
+        // in-process A/B against blocks of MC (docs/PERFORMANCE.md, ninth session), the call's
+        // time ÷ the layer's on 1 thread: 1024 × 4096 → 4096 1.045 → 1.022 and 1.046 → 1.015,
+        // 2048 × 768 → 3072 1.055 → 1.029 and 1.034 → 1.018; 2 threads unchanged (±0.4 %).
         let (mc, ng) = match self.w {
             WSrc::Packed(p) if p.bytes() > ks.w_resident_max => (ks.mc_streamed, ks.ng_packed),
             WSrc::Packed(_) => (ks.mc_packed, ks.ng_packed),
+            WSrc::Raw(_) if trows > ks.mc => (ks.mc_packed, ks.ng_packed),
             WSrc::Raw(_) => (ks.mc, ks.ng),
         };
         let several_ic = trows > mc;

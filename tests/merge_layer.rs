@@ -161,7 +161,8 @@ fn layer_matches_lora_linear() {
     for isa in isas() {
         // Rank 3: the shrink on the dot kernel; 140: on the GEMM kernel, from packed A in the
         // layer and raw A in lora_linear. Rows 150: the layer (prepacked W̃) cuts them into
-        // row blocks of at most MC_packed, lora_linear into blocks of MC; the bits must agree.
+        // row blocks of at most MC_packed, lora_linear into blocks of MC; rows 530 (> MC):
+        // lora_linear packs whole blocks and runs the layer's row blocks. The bits must agree.
         for &(rows, rank) in &[
             (1usize, 3usize),
             (5, 3),
@@ -171,6 +172,8 @@ fn layer_matches_lora_linear() {
             (9, 140),
             (64, 140),
             (150, 140),
+            (530, 3),
+            (530, 140),
         ] {
             let dims = Dims {
                 rows,

@@ -24,7 +24,8 @@
 //!   x larger than L2 (prefill512: 512 × 683 floats), NG = 1 streamed every x tile from L3 once
 //!   per panel; grouping cut that 8× (kernel-only runs: 85.8 → 90.3 GFLOP/s at NG 8); at the
 //!   seed shape it made no measurable difference.
-//! - MC_packed, NG_packed: for W̃ packed beforehand (`LoraLinear`), where nothing is packed
+//! - MC_packed, NG_packed: for W̃ packed beforehand (`LoraLinear`), or by a one-shot call
+//!   with more rows than MC (it packs each KC × NC block whole first), where nothing is packed
 //!   just in time, the x block fills half of L2 and the group three eighths (84 rows and 4
 //!   panels here), so x stays in L2 across all groups and W̃ streams once per row block (with
 //!   MC 516 the seed shape's 160 × 768 x block, 480 KiB, was re-read from L3 for each of 24
