@@ -349,6 +349,7 @@ fn main() {
         }
     }
     let overhead = paired_ratio(&times[0], &times[2]);
+    let one_shot = paired_ratio(&times[1], &times[0]);
     let scaling_ratio = scaling.map(|si| paired_ratio(&times[si], &times[0]));
     let med: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
     let (after, after1) = probe_peaks();
@@ -419,6 +420,13 @@ fn main() {
     }
     println!("\nLoRA overhead of the fused layer: forward(rank {rank}) / forward(rank 0) = {:.3} (FLOP ratio {:.3}); per-round ratios: median {:.3}, quartiles {:.3}–{:.3}",
         med[0] / med[2], flops / (2.0 * (rows * d_in * d_out) as f64), overhead.0, overhead.1, overhead.2);
+    println!(
+        "one-shot cost: lora_linear (packs W per call) / forward = {:.3} (medians); per-round ratios: median {:.3}, quartiles {:.3}–{:.3}",
+        med[1] / med[0],
+        one_shot.0,
+        one_shot.1,
+        one_shot.2
+    );
     if let (Some(si), Some(sr)) = (scaling, scaling_ratio) {
         println!(
             "scaling: forward on 1 thread / on {} threads = {:.2}× (medians, same rounds); per-round ratios: median {:.2}, quartiles {:.2}–{:.2}",
