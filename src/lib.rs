@@ -69,8 +69,11 @@ use fused_lora_kernels::{KernelSet, Store};
 
 /// Up to this many rows the one-shot [`lora_linear`] reads W in place with the small-rows
 /// (dot-product) kernel instead of packing it: packing costs a read and a write of W, which
-/// only pays off when enough rows reuse each packed panel.
-pub const SMALL_ROWS: usize = 8;
+/// only pays off when enough rows reuse each packed panel. On a Zen 1 EPYC (in-process A/B
+/// against 8, docs/PERFORMANCE.md, ninth session) reading in place took 0.59–0.95 × the time
+/// at 12–32 rows (768 → 1024 / 3072 and 4096 → 4096, 1 and 2 threads), 0.95–0.99 × at 48,
+/// and was mixed at 64 (1.01 × over a 9 MiB W, 0.87 × over 64 MiB).
+pub const SMALL_ROWS: usize = 32;
 
 /// A handle on one ISA's kernels: the same functions as the crate root, on a chosen path.
 /// `Kernels::for_isa(Isa::Avx2).lora_linear(...)` runs AVX2 even on an AVX-512 machine (tests

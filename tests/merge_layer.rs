@@ -162,11 +162,14 @@ fn layer_matches_lora_linear() {
         // Rank 3: the shrink on the dot kernel; 140: on the GEMM kernel, from packed A in the
         // layer and raw A in lora_linear. Rows 150: the layer (prepacked W̃) cuts them into
         // row blocks of at most MC_packed, lora_linear into blocks of MC; rows 530 (> MC):
-        // lora_linear packs whole blocks and runs the layer's row blocks. The bits must agree.
+        // lora_linear packs whole blocks and runs the layer's row blocks. The bits must agree
+        // wherever lora_linear packs, from SMALL_ROWS + 1 rows on (SMALL_ROWS: in place).
         for &(rows, rank) in &[
             (1usize, 3usize),
             (5, 3),
             (9, 3),
+            (fused_lora::SMALL_ROWS, 3),
+            (fused_lora::SMALL_ROWS + 1, 3),
             (64, 3),
             (150, 3),
             (9, 140),
