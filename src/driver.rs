@@ -552,6 +552,58 @@ pub(crate) struct ShrinkAdapter<'a> {
     pub scale: f32,
 }
 
+/// `y[r] += (scale·t_r)·B_gᵀ` for every row r with an adapter g (`adapters[g]` = (rank, B
+/// `[n, rank]`)), `scale·t_r` at `st[offsets[r]..]` as [`mixed_shrink`] leaves it. Rows are
+/// grouped by adapter so each B is read once, their `scale·t` gathered, and the small-rows
+/// kernel computes the group's terms into a scratch block that is added to y. The mixed
+/// one-shot call's path for at most `SMALL_ROWS` rows, after [`small_rows`] wrote the base.
+/// Each row's result depends only on that row: same bits for any grouping or thread count.
+pub(crate) fn mixed_expand_add(
+    ks: &KernelSet,
+    n: usize,
+    st: &[f32],
+    offsets: &[usize],
+    row_adapter: &[Option<usize>],
+    adapters: &[(usize, &[f32])],
+    y: &mut MatMut<'_>,
+) -> Result<(), LoraError> {
+    for (g, &(rank, b)) in adapters.iter().enumerate() {
+        let rows: Vec<usize> = (0..row_adapter.len())
+            .filter(|&r| row_adapter[r] == Some(g))
+            .collect();
+        if rows.is_empty() || rank == 0 || n == 0 {
+            continue;
+        }
+        let mut stg = Vec::with_capacity(rows.len() * rank);
+        for &r in &rows {
+            stg.extend_from_slice(&st[offsets[r]..offsets[r] + rank]);
+        }
+        let len = rows.len() * n;
+        let mut terms = vec![0.0f32; len];
+        let seg = DotSeg {
+            x: &stg,
+            ldx: rank,
+            w: b,
+            ldw: rank,
+            k: rank,
+        };
+        dot_kernel(
+            ks,
+            seg,
+            None,
+            None,
+            false,
+            y_view(&mut terms, rows.len(), n, len)?,
+        );
+        for (i, &r) in rows.iter().enumerate() {
+            for (o, &v) in y.row_mut(r).iter_mut().zip(&terms[i * n..(i + 1) * n]) {
+                *o += v;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Mixed batch shrink: every row's `scale·t` (its adapter's rank values, none for rows without
 /// an adapter) in one ragged buffer, and each row's offset in it. Rows are grouped by adapter
 /// (a counting sort of row indices; A is never copied), each group's x rows are gathered once

@@ -6,10 +6,13 @@
 //! micro-tile row continues with its own adapter's rank-deep segment against that adapter's B
 //! panel (see `kernels::gemm`, `Lora::PerRow`). So rows without an adapter cost only the base
 //! GEMM, ranks are never padded (the LoRA work is Σ rows·rank), and the expand stays fused.
+//! The one-shot call with at most `SMALL_ROWS` rows reads W in place instead of packing it and
+//! adds each adapter's expand to its rows afterwards (`driver::mixed_expand_add`).
 
 use crate::dims::{Dims, Sizes};
 use crate::driver::{
-    mixed_shrink, y_view, Gemm, LoraSpec, MixedAdapter, MixedTerm, ShrinkAdapter, WSrc,
+    mixed_expand_add, mixed_shrink, small_rows, y_view, Gemm, LoraSpec, MixedAdapter, MixedTerm,
+    ShrinkAdapter, WSrc,
 };
 use crate::error::{expect_len, mul, LoraError};
 use crate::Kernels;
@@ -109,6 +112,14 @@ impl Kernels {
             })
             .collect();
         let (st, offsets) = mixed_shrink(ks, d_in, x, row_adapter, &shrink_ads)?;
+        if rows <= crate::SMALL_ROWS {
+            // As in `lora_linear`: W read in place rather than packed for few rows; then each
+            // adapter's B adds its rows' expand (B read once per adapter, y once more).
+            let mut y = y_view(y, rows, d_out, s.y)?;
+            small_rows(ks, rows, d_in, d_out, 0, x, w, &[], &[], bias, y.rb());
+            let bs: Vec<(usize, &[f32])> = adapters.iter().map(|a| (a.rank, a.b)).collect();
+            return mixed_expand_add(ks, d_out, &st, &offsets, row_adapter, &bs, &mut y);
+        }
         let mixed_ads: Vec<MixedAdapter<'_>> = adapters
             .iter()
             .map(|a| MixedAdapter {
