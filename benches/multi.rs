@@ -13,7 +13,7 @@
 //! - `fused_mixed`: `LoraLinear::forward_mixed` (registry, packed once);
 //! - `fused_single`: `LoraLinear::forward` with one adapter for all rows, of rank 16 (or the
 //!   mean rank for `multi64_mixed`): the target to match;
-//! - `fused_fn_mixed`: `lora_linear_mixed` (packs W during the call);
+//! - `fused_fn_mixed`: `lora_linear_mixed` (packs W during the call, or reads it in place for ≤ 32 rows);
 //! - `gather_gemm`, `gather_mm`: base GEMM, then per adapter gather → shrink → expand → scatter
 //!   (PEFT, mistral.rs), with the gemm crate / matrixmultiply;
 //! - `padded_gemm`: per-row GEMVs against adapters padded to the largest rank (vLLM's CPU path).

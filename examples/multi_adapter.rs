@@ -173,7 +173,14 @@ fn main() {
             Box::new(move |y| single.forward(rows, x, y).expect("fwd")),
         ),
         (
-            "fused-lora lora_linear_mixed (packs W per call)".into(),
+            format!(
+                "fused-lora lora_linear_mixed ({})",
+                if rows <= fused_lora::SMALL_ROWS {
+                    "reads W in place"
+                } else {
+                    "packs W per call"
+                }
+            ),
             Box::new(move |y| {
                 lora_linear_mixed(dims, x, w, Some(bias), ranked, assign, y).expect("mixed")
             }),
