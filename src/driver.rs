@@ -567,15 +567,13 @@ pub(crate) fn mixed_expand_add(
     adapters: &[(usize, &[f32])],
     y: &mut MatMut<'_>,
 ) -> Result<(), LoraError> {
-    for (g, &(rank, b)) in adapters.iter().enumerate() {
-        let rows: Vec<usize> = (0..row_adapter.len())
-            .filter(|&r| row_adapter[r] == Some(g))
-            .collect();
+    let groups = rows_by_adapter(row_adapter, adapters.len());
+    for (&(rank, b), rows) in adapters.iter().zip(&groups) {
         if rows.is_empty() || rank == 0 || n == 0 {
             continue;
         }
         let mut stg = Vec::with_capacity(rows.len() * rank);
-        for &r in &rows {
+        for &r in rows {
             stg.extend_from_slice(&st[offsets[r]..offsets[r] + rank]);
         }
         let len = rows.len() * n;
@@ -604,6 +602,17 @@ pub(crate) fn mixed_expand_add(
     Ok(())
 }
 
+/// Row indices per adapter, in row order (a counting sort; rows without an adapter in none).
+fn rows_by_adapter(row_adapter: &[Option<usize>], adapters: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); adapters];
+    for (r, g) in row_adapter.iter().enumerate() {
+        if let Some(g) = *g {
+            groups[g].push(r);
+        }
+    }
+    groups
+}
+
 /// Mixed batch shrink: every row's `scale·t` (its adapter's rank values, none for rows without
 /// an adapter) in one ragged buffer, and each row's offset in it. Rows are grouped by adapter
 /// (a counting sort of row indices; A is never copied), each group's x rows are gathered once
@@ -618,8 +627,7 @@ pub(crate) fn mixed_shrink(
 ) -> Result<(Vec<f32>, Vec<usize>), LoraError> {
     let mut offsets = Vec::with_capacity(row_adapter.len());
     let mut total = 0usize;
-    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); adapters.len()];
-    for (r, g) in row_adapter.iter().enumerate() {
+    for g in row_adapter {
         offsets.push(total);
         if let Some(g) = *g {
             total = total
@@ -627,9 +635,9 @@ pub(crate) fn mixed_shrink(
                 .ok_or(LoraError::Overflow {
                     what: "sum of row ranks",
                 })?;
-            groups[g].push(r);
         }
     }
+    let groups = rows_by_adapter(row_adapter, adapters.len());
     let parts: Vec<(usize, Vec<f32>)> = groups
         .par_iter()
         .enumerate()
