@@ -56,6 +56,12 @@ pub(crate) struct MicroArgs {
     /// call's own segment-2 panel when it is not in cache yet (a group's first row tile).
     pub pf2: *const f32,
     pub pf2_n: usize,
+    /// Consecutive panels this call walks with the same x rows (≥ 1; more only for the lean
+    /// loop, [`micro_body_lean`], without `rows2`): panel q reads `b1 + q·k1·NR`,
+    /// `b2 + q·k2·NR`, writes columns `q·NR..` of C (`NR` of them, `n` for the last panel),
+    /// adds `bias + q·NR`, and hints `pf2 + q·k2·NR`. The `pf_n` next-group lines are spread
+    /// over the whole walk.
+    pub panels: usize,
 }
 
 /// One row's own LoRA segment: `k` values of that row's scale·t at `a`, against the `k × NR`
@@ -113,7 +119,8 @@ pub(crate) unsafe fn micro_body<
 >(
     p: &MicroArgs,
 ) {
-    prefetch_tile::<S, NV, M>(p);
+    let tile = Tile::first(p);
+    prefetch_tile::<S, NV, M>(tile.c, p.ldc);
     let mut acc = [[S::zero(); NV]; M];
     // One hint slot per pass of the loop's body: 4 k steps, or 1 for a tight tile.
     let mut pf = Hints::new(p, if TIGHT { 1 } else { 4 });
@@ -151,7 +158,7 @@ pub(crate) unsafe fn micro_body<
             kk += 1;
         }
     }
-    finish::<S, NV, M, TIGHT>(p, &mut acc);
+    finish::<S, NV, M, TIGHT>(p, &mut acc, &tile);
 }
 
 /// k steps per block of [`micro_body_lean`]'s loop.
@@ -177,25 +184,66 @@ pub(crate) unsafe fn micro_body_lean<
 >(
     p: &MicroArgs,
 ) {
-    prefetch_tile::<S, NV, M>(p);
-    let mut acc = [[S::zero(); NV]; M];
+    let nr = NV * S::LANES;
     let mut pf = Hints::new(p, 4);
-    for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, p.b1), (p.k2, p.a2, p.lda2, p.b2)] {
-        let rows = row_ptrs::<M>(a, lda);
-        let k4 = k - k % 4;
-        let mut kk = 0;
-        while kk < k4 {
-            let end = (kk + LEAN_BLOCK).min(k4);
-            pf.issue::<S, false, true, false>(p, (end - kk) / 4);
-            steps::<S, NV, M, TIGHT>(&mut acc, &rows, b, kk, end);
-            kk = end;
+    for q in 0..p.panels {
+        let tile = Tile::panel(p, q, nr);
+        prefetch_tile::<S, NV, M>(tile.c, p.ldc);
+        pf.next_panel(p.pf2.wrapping_add(q * p.k2 * nr));
+        let mut acc = [[S::zero(); NV]; M];
+        let (b1, b2) = (
+            p.b1.wrapping_add(q * p.k1 * nr),
+            p.b2.wrapping_add(q * p.k2 * nr),
+        );
+        for (k, a, lda, b) in [(p.k1, p.a1, p.lda1, b1), (p.k2, p.a2, p.lda2, b2)] {
+            let rows = row_ptrs::<M>(a, lda);
+            let k4 = k - k % 4;
+            let mut kk = 0;
+            while kk < k4 {
+                let end = (kk + LEAN_BLOCK).min(k4);
+                pf.issue::<S, false, true, false>(p, (end - kk) / 4);
+                steps::<S, NV, M, TIGHT>(&mut acc, &rows, b, kk, end);
+                kk = end;
+            }
+            while kk < k {
+                step::<S, NV, M>(&mut acc, &rows, b, kk);
+                kk += 1;
+            }
         }
-        while kk < k {
-            step::<S, NV, M>(&mut acc, &rows, b, kk);
-            kk += 1;
+        finish::<S, NV, M, TIGHT>(p, &mut acc, &tile);
+    }
+}
+
+/// One output tile of a call: its top-left, valid columns and bias (null: none).
+struct Tile {
+    c: *mut f32,
+    n: usize,
+    bias: *const f32,
+}
+
+impl Tile {
+    /// The tile of a one-panel call.
+    fn first(p: &MicroArgs) -> Tile {
+        Tile {
+            c: p.c,
+            n: p.n,
+            bias: p.bias,
         }
     }
-    finish::<S, NV, M, TIGHT>(p, &mut acc);
+
+    /// Panel q's tile in a walk of `p.panels` panels of `nr` columns.
+    #[inline(always)]
+    fn panel(p: &MicroArgs, q: usize, nr: usize) -> Tile {
+        Tile {
+            c: p.c.wrapping_add(q * nr),
+            n: if q + 1 == p.panels { p.n } else { nr },
+            bias: if p.bias.is_null() {
+                p.bias
+            } else {
+                p.bias.wrapping_add(q * nr)
+            },
+        }
+    }
 }
 
 /// k steps `kk..end` (a multiple of 4 apart), unrolled by 4, or not at all for a `TIGHT` tile
@@ -243,12 +291,13 @@ unsafe fn steps<S: Simd, const NV: usize, const M: usize, const TIGHT: bool>(
 unsafe fn finish<S: Simd, const NV: usize, const M: usize, const TIGHT: bool>(
     p: &MicroArgs,
     acc: &mut [[S::V; NV]; M],
+    tile: &Tile,
 ) {
     if TIGHT {
         let mut copy = *acc;
-        finish_tile::<S, NV, M>(p, &mut copy);
+        finish_tile::<S, NV, M>(p, &mut copy, tile);
     } else {
-        finish_tile::<S, NV, M>(p, acc);
+        finish_tile::<S, NV, M>(p, acc, tile);
     }
 }
 
@@ -270,9 +319,9 @@ fn row_ptrs<const M: usize>(a: *const f32, lda: usize) -> [*const f32; M] {
 /// # Safety
 /// The CPU supports `S` (prefetches never fault).
 #[inline(always)]
-unsafe fn prefetch_tile<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs) {
+unsafe fn prefetch_tile<S: Simd, const NV: usize, const M: usize>(c: *mut f32, ldc: usize) {
     for i in 0..M {
-        let row = p.c.wrapping_add(i * p.ldc);
+        let row = c.wrapping_add(i * ldc);
         let mut off = 0;
         while off < NV * S::LANES {
             S::prefetch(row.wrapping_add(off));
@@ -286,7 +335,9 @@ unsafe fn prefetch_tile<S: Simd, const NV: usize, const M: usize>(p: &MicroArgs)
 /// over the k1/4 slots of segment 1 (Bresenham; several per slot when a call must cover many
 /// lines), and `pf2_n` lines of its own segment-2 panel the same way.
 struct Hints {
+    /// Slots of the whole call (all its panels), and of one panel (for pf2).
     slots: usize,
+    slots2: usize,
     acc: usize,
     left: usize,
     /// The next line to hint, and where it stands in the region's rows (for `CONTIG = false`).
@@ -295,6 +346,8 @@ struct Hints {
     col: usize,
     acc2: usize,
     i2: usize,
+    /// The current panel's pf2 lines.
+    pf2: *const f32,
 }
 
 impl Hints {
@@ -307,12 +360,14 @@ impl Hints {
         } else {
             (p.pf, 0)
         };
+        let slots = if per == 4 {
+            (p.k1 / 4).max(1)
+        } else {
+            (p.k1 - p.k1 % 4).max(1)
+        };
         Hints {
-            slots: if per == 4 {
-                (p.k1 / 4).max(1)
-            } else {
-                (p.k1 - p.k1 % 4).max(1)
-            },
+            slots: slots * p.panels.max(1),
+            slots2: slots,
             acc: 0,
             left: p.pf_n,
             next: row.wrapping_add(col * 16),
@@ -320,7 +375,16 @@ impl Hints {
             col,
             acc2: 0,
             i2: 0,
+            pf2: p.pf2,
         }
+    }
+
+    /// Starts the next panel of a walk: its own pf2 lines from `pf2` on.
+    #[inline(always)]
+    fn next_panel(&mut self, pf2: *const f32) {
+        self.acc2 = 0;
+        self.i2 = 0;
+        self.pf2 = pf2;
     }
 
     /// Issues the hints due in the next `slots` slots. `CONTIG`: the lines from `pf_first` on
@@ -361,9 +425,9 @@ impl Hints {
             return;
         }
         self.acc2 += p.pf2_n * slots;
-        while self.acc2 >= self.slots && self.i2 < p.pf2_n {
-            self.acc2 -= self.slots;
-            S::prefetch_l2(p.pf2.wrapping_add(self.i2 * 16));
+        while self.acc2 >= self.slots2 && self.i2 < p.pf2_n {
+            self.acc2 -= self.slots2;
+            S::prefetch_l2(self.pf2.wrapping_add(self.i2 * 16));
             self.i2 += 1;
         }
     }
@@ -377,6 +441,7 @@ impl Hints {
 unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize>(
     p: &MicroArgs,
     acc: &mut [[S::V; NV]; M],
+    tile: &Tile,
 ) {
     if !p.rows2.is_null() {
         // Mixed batch: row i continues with its own adapter's segment. The B panel is not
@@ -396,7 +461,7 @@ unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize>(
         }
     }
     for (i, row) in acc.iter().enumerate() {
-        store_row::<S, NV>(row, p.c.add(i * p.ldc), p.n, p.bias, p.first);
+        store_row::<S, NV>(row, tile.c.add(i * p.ldc), tile.n, tile.bias, p.first);
     }
 }
 
@@ -773,12 +838,19 @@ pub fn macro_kernel(
         } else {
             pf_per_call
         };
+        // Compute-bound calls (the lean loop, one shared LoRA segment or none) walk the
+        // group's panels in one call per row tile, as MLAS's kernel walks its N block: the
+        // per-call work (arguments, the call, pointer and hint setup) is paid once per group
+        // row tile instead of once per panel. Same bits (unit test
+        // `panel_walk_matches_single_panels`).
+        let walk = per_row.is_none() && !side && pf_per_call <= lean_max;
+        let np = if walk { gn } else { 1 };
         for ir in 0..n_tiles {
             let i0 = ir * tile_h + ir.min(tile_extra);
             let m = tile_h + usize::from(ir < tile_extra);
-            for jr in g0..g1 {
+            for jr in (g0..g1).step_by(np) {
                 let j0 = jr * nr;
-                let n = nr.min(nc - j0);
+                let n = nr.min(nc - (jr + np - 1) * nr);
                 let gi = jr - g0;
                 let b1 = &b1s[gi * nr * main.kc..];
                 let (a2, lda2, b2) = match &lora {
@@ -791,7 +863,7 @@ pub fn macro_kernel(
                 };
                 let call = ir * gn + gi;
                 let pf_first = (call * pf_per_call).min(pf_lines);
-                let pf_n = pf_per_call.min(pf_lines - pf_first);
+                let pf_n = (np * pf_per_call).min(pf_lines - pf_first);
                 if let Some(rows) = per_row {
                     for (seg, rl) in segs.iter_mut().zip(&rows[i0..i0 + m]) {
                         *seg = match rl {
@@ -836,14 +908,17 @@ pub fn macro_kernel(
                     // does not stay in L2 between groups): fetch it during segment 1.
                     pf2: b2,
                     pf2_n: if ir == 0 { (k2 * nr) / 16 } else { 0 },
+                    panels: np,
                 };
                 // SAFETY: `ks` was built for an ISA this CPU runs (KernelSet::for_isa);
                 // 1 ≤ m = ⌊mc/n_tiles⌋ or ⌈mc/n_tiles⌉ ≤ MR picks the instantiation, and the
                 // n_tiles tiles cover rows 0..mc exactly; A holds rows i0..i0+m of k values at stride lda
                 // (checked above: (mc−1)·lda + k ≤ len, pointers only dereferenced when k > 0),
                 // the group's B panels hold `NR·k` values each (checked above / packed by
-                // `group_panels`), C's tile (i0.., j0..) of m × n lies inside `c`'s rectangle
-                // (m ≤ mc − i0, n ≤ nc − j0), bias has nc values, and each per-row segment's st
+                // `group_panels`), so panels jr..jr + np (np > 1 only for the lean kernel
+                // without per-row segments, `walk`) lie inside them; C's tiles (i0.., j0 +
+                // q·NR..) of m × NR, the last m × n, lie inside `c`'s rectangle (m ≤ mc − i0,
+                // (jr + np − 1)·NR + n ≤ nc), bias has nc values, and each per-row segment's st
                 // has k values and its B ⌈nc/NR⌉·NR·k ≥ (jr + 1)·NR·k (checked above).
                 // At most one next-group line per 4 k steps on average: the lean loop (its
                 // hints come in bursts of ≤ 4 per block); more (decode-like calls): hints
@@ -851,7 +926,7 @@ pub fn macro_kernel(
                 // raw W rows (see `micro_body_lean` and `micro_body`).
                 let kernels = if side {
                     ks.micro_fine_side
-                } else if pf_n <= lean_max {
+                } else if pf_n <= lean_max * np {
                     ks.micro
                 } else if pf_ld == 0 {
                     ks.micro_fine
@@ -983,6 +1058,7 @@ mod tests {
                                 pf_n,
                                 pf2: b2.as_ptr(),
                                 pf2_n: (k2 * nr) / 16,
+                                panels: 1,
                             };
                             // SAFETY: `isa` is available on this CPU; m ≤ MR rows of a1 / a2
                             // hold k1 / k2 values at strides k1 + 3 / k2 + 1; b1, b2 hold
@@ -1001,6 +1077,92 @@ mod tests {
                         assert!(outs[0][..nr - 3].iter().all(|v| v.is_finite()));
                         // Columns past n are never written.
                         assert_eq!(outs[0][nr - 1].to_bits(), c0[nr - 1].to_bits());
+                    }
+                }
+            }
+        }
+    }
+
+    /// A lean call walking several panels must give the bits of one call per panel: the
+    /// driver walks a group's panels in one call where it can (compute-bound, no per-row
+    /// segments) and calls per panel elsewhere. Every tile height, a partial last panel,
+    /// bias / no bias / accumulate, with and without segment 2, hints on; columns past the
+    /// last panel's width and rows below the tile are never written.
+    #[test]
+    fn panel_walk_matches_single_panels() {
+        let mut rnd = uniform_source(5);
+        for isa in Isa::available() {
+            let ks = KernelSet::for_isa(isa);
+            let nr = ks.nr;
+            let panels = 3;
+            let ldc = panels * nr + 5;
+            for &(k1, k2) in &[(37usize, 5usize), (64, 0), (9, 16)] {
+                let a1 = rnd(ks.mr * (k1 + 2));
+                let a2 = rnd(ks.mr * (k2 + 1));
+                let b1 = rnd(panels * k1 * nr);
+                let b2 = rnd(panels * k2 * nr);
+                let bias = rnd(panels * nr);
+                let hint_src = rnd(4096);
+                for m in 1..=ks.mr {
+                    for (first, with_bias) in [(true, true), (true, false), (false, false)] {
+                        let c0: Vec<f32> = if first {
+                            vec![f32::NAN; (m + 1) * ldc]
+                        } else {
+                            rnd((m + 1) * ldc)
+                        };
+                        let n_last = nr - 3;
+                        let args = |c: *mut f32, q: usize, count: usize| MicroArgs {
+                            k1,
+                            a1: a1.as_ptr(),
+                            lda1: k1 + 2,
+                            b1: b1[q * k1 * nr..].as_ptr(),
+                            k2,
+                            a2: a2.as_ptr(),
+                            lda2: k2 + 1,
+                            b2: b2[q * k2 * nr..].as_ptr(),
+                            c: c.wrapping_add(q * nr),
+                            ldc,
+                            n: if q + count == panels { n_last } else { nr },
+                            bias: if with_bias {
+                                bias[q * nr..].as_ptr()
+                            } else {
+                                core::ptr::null()
+                            },
+                            first,
+                            rows2: core::ptr::null(),
+                            pf: hint_src.as_ptr(),
+                            pf_ld: 0,
+                            pf_lpr: 1,
+                            pf_step: 0,
+                            pf_first: 2,
+                            pf_n: 3 * count,
+                            pf2: b2[q * k2 * nr..].as_ptr(),
+                            pf2_n: (k2 * nr) / 16,
+                            panels: count,
+                        };
+                        let mut walked = c0.clone();
+                        // SAFETY: `isa` is available on this CPU; m ≤ MR rows of a1 / a2 hold
+                        // k1 / k2 values at strides k1 + 2 / k2 + 1; b1 / b2 hold `panels`
+                        // panels of k·NR values; c holds m rows of `ldc ≥ panels·NR` values
+                        // (the last panel writes n_last < NR columns); bias panels·NR values;
+                        // hints never fault.
+                        unsafe { (ks.micro[m - 1])(&args(walked.as_mut_ptr(), 0, panels)) };
+                        let mut single = c0.clone();
+                        for q in 0..panels {
+                            // SAFETY: as above, one panel at a time.
+                            unsafe { (ks.micro[m - 1])(&args(single.as_mut_ptr(), q, 1)) };
+                        }
+                        let what = format!("{isa:?} m {m} k1 {k1} k2 {k2} first {first}");
+                        for (i, (w, s)) in walked.iter().zip(&single).enumerate() {
+                            assert_eq!(w.to_bits(), s.to_bits(), "{what}: element {i}");
+                            let (row, col) = (i / ldc, i % ldc);
+                            let written = row < m && col < (panels - 1) * nr + n_last;
+                            if written {
+                                assert!(w.is_finite(), "{what}: element {i} not written");
+                            } else {
+                                assert_eq!(w.to_bits(), c0[i].to_bits(), "{what}: wrote {i}");
+                            }
+                        }
                     }
                 }
             }
