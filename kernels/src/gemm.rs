@@ -119,6 +119,7 @@ pub(crate) unsafe fn micro_body<
 >(
     p: &MicroArgs,
 ) {
+    debug_assert_eq!(p.panels, 1, "micro_body runs one panel per call");
     let tile = Tile::first(p);
     prefetch_tile::<S, NV, M>(tile.c, p.ldc);
     let mut acc = [[S::zero(); NV]; M];
@@ -185,6 +186,10 @@ pub(crate) unsafe fn micro_body_lean<
     p: &MicroArgs,
 ) {
     let nr = NV * S::LANES;
+    debug_assert!(
+        p.panels == 1 || p.rows2.is_null(),
+        "per-row segments: one panel per call"
+    );
     let mut pf = Hints::new(p, 4);
     for q in 0..p.panels {
         let tile = Tile::panel(p, q, nr);
@@ -223,6 +228,7 @@ struct Tile {
 
 impl Tile {
     /// The tile of a one-panel call.
+    #[inline(always)]
     fn first(p: &MicroArgs) -> Tile {
         Tile {
             c: p.c,
