@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 W=$(mkdir -p "${1:-$ROOT/target/avx512-bochs}" && cd "${1:-$ROOT/target/avx512-bochs}" && pwd)
 TIMEOUT=${BOCHS_TIMEOUT:-3600}
-step() { printf '\n=== %s\n' "$*"; }
+step() { printf '\n=== %s  [%d s into the script]\n' "$*" "$SECONDS"; }
 
 step "tools (apt)"
 pkgs="bochs bochs-term bochsbios vgabios busybox-static isolinux syslinux-common xorriso flex bison libelf-dev bc python3"
