@@ -43,7 +43,7 @@ fi
 # copy is kept outside the work dir too, under a hash of the recipe: a fresh clone (as CI's)
 # on a machine that built it once skips the ~430 s build. FUSED_LORA_KERNEL_CACHE= (empty)
 # turns that off.
-KCACHE=${FUSED_LORA_KERNEL_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/fused-lora-bochs}
+KCACHE=${FUSED_LORA_KERNEL_CACHE-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/fused-lora-bochs}
 recipe=$(sed -n '/^step "kernel/,/^step "static/p' "$ROOT/scripts/avx512_bochs.sh" | sha256sum | cut -c1-16)
 step "kernel (tinyconfig + serial console, initramfs, ACPI poweroff; cached in $W/bzImage${KCACHE:+ and $KCACHE})"
 if [ ! -f "$W/bzImage" ] && [ -n "$KCACHE" ] && [ -s "$KCACHE/bzImage-$recipe" ]; then
