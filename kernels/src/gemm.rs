@@ -120,7 +120,7 @@ pub(crate) unsafe fn micro_body<
     p: &MicroArgs,
 ) {
     debug_assert_eq!(p.panels, 1, "micro_body runs one panel per call");
-    let tile = Tile::first(p);
+    let tile = Tile::panel(p, 0, NV * S::LANES);
     prefetch_tile::<S, NV, M>(tile.c, p.ldc);
     let mut acc = [[S::zero(); NV]; M];
     // One hint slot per pass of the loop's body: 4 k steps, or 1 for a tight tile.
@@ -227,17 +227,8 @@ struct Tile {
 }
 
 impl Tile {
-    /// The tile of a one-panel call.
-    #[inline(always)]
-    fn first(p: &MicroArgs) -> Tile {
-        Tile {
-            c: p.c,
-            n: p.n,
-            bias: p.bias,
-        }
-    }
-
-    /// Panel q's tile in a walk of `p.panels` panels of `nr` columns.
+    /// Panel q's tile in a walk of `p.panels` panels of `nr` columns (q = 0 of a one-panel
+    /// call: the call's own `c`, `n` and `bias`).
     #[inline(always)]
     fn panel(p: &MicroArgs, q: usize, nr: usize) -> Tile {
         Tile {
