@@ -16,10 +16,10 @@
 # clearcpuid=xsaves,xsavec (standard format). The guest has no entropy source, so getrandom()
 # would block: proptest gets a fixed seed (PROPTEST_RNG_SEED, default 20261129).
 #
-# Debian/Ubuntu x86-64 with apt and root. In CI on the Zen 1 host (2026-12-01): 965 s from
-# scratch, of which the guest kernel's build 434 s, the static test build 137 s and the
-# emulated run 393 s; the kernel is reused from the cache below when present. .ci/run calls
-# it on CPUs without AVX-512.
+# Debian/Ubuntu x86-64 with apt and root. In CI on the Zen 1 host (2026-12-01,
+# docs/measurements/tenth_session/ci_*.log): 985 s from scratch, of which the guest kernel's
+# build 420 s, the static test build 152 s and the emulated run 411 s; 516 s with the kernel
+# from the cache below. .ci/run calls it on CPUs without AVX-512.
 # Usage: scripts/avx512_bochs.sh [work dir]
 # Exit status: 0 all passed, 1 a test failed (or the run did not finish), 2 the tools or the
 # kernel source could not be installed (nothing was tested).
