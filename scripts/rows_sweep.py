@@ -41,7 +41,7 @@ def run(rows, d_in, d_out, rank, threads):
         if line.startswith("FMA peak"):
             peak = float(line.split(":")[1].split("GFLOP/s")[0])
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        name = ALIASES.get(cells[0], cells[0]) if cells else ""
+        name = ALIASES.get(cells[0], cells[0])
         if len(cells) >= 4 and name in {s[0] for s in SERIES}:
             res[name] = float(cells[2])
     return res, peak
