@@ -1,0 +1,398 @@
+//! The ceiling of each piece of the fused GEMM on this machine, one core: the micro-kernel's k
+//! loop with its operands in cache, then the same loop as W̃ comes from L3 and from memory, the
+//! layer's own loops, the LoRA terms, edge tiles, packing and the fixed cost of a call. Each
+//! line isolates one step from the line above it, so the table says where a layer's time goes
+//! between the FMA probe and `LoraLinear::forward` (docs/PERFORMANCE.md quotes it).
+//!
+//!     cargo run --release --example ceilings
+//!     cargo run --release --example ceilings -- --rows 512 --d-in 4096 --d-out 4096 --rank 16
+//!
+//! Options: --rows N --d-in N --d-out N --rank N (the layer of the last lines; default the seed
+//! shape) --rounds N (default 20). FUSED_LORA_ISA=portable|avx2|avx512 lowers the ISA.
+//!
+//! Every piece runs once per round, after that round's FMA probe, and is reported as the
+//! median over rounds of its rate ÷ the same round's probe (a slow phase of the host moves
+//! both), with the quartiles. The pieces call `fused_lora_kernels::macro_kernel` directly, with
+//! the block sizes the library derived for this CPU.
+
+use fused_lora::{lora_scale, LoraLinear};
+use fused_lora_kernels::baseline::fill;
+use fused_lora_kernels::blocking::Caches;
+use fused_lora_kernels::pack::{pack_panels, packed_len};
+use fused_lora_kernels::probe;
+use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
+use std::hint::black_box;
+use std::time::Instant;
+
+struct Opts {
+    rows: usize,
+    d_in: usize,
+    d_out: usize,
+    rank: usize,
+    rounds: usize,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        rows: 160,
+        d_in: 768,
+        d_out: 3072,
+        rank: 8,
+        rounds: 20,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = || -> Result<usize, String> {
+            let v = args.next().ok_or(format!("{a} needs a value"))?;
+            v.parse().map_err(|_| format!("{a}: not a number: {v}"))
+        };
+        match a.as_str() {
+            "--rows" => o.rows = num()?,
+            "--d-in" => o.d_in = num()?,
+            "--d-out" => o.d_out = num()?,
+            "--rank" => o.rank = num()?,
+            "--rounds" => o.rounds = num()?,
+            "--help" | "-h" => return Err(String::new()),
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    if o.rows == 0 || o.d_in == 0 || o.d_out == 0 || o.rounds == 0 {
+        return Err("rows, d-in, d-out and rounds must be positive".into());
+    }
+    Ok(o)
+}
+
+/// Work per timed run of a piece: enough calls for about this many FLOPs (~5–10 ms here).
+const RUN_FLOP: f64 = 3e8;
+
+/// x rows and packed W̃ panels for one macro-kernel shape (`mc × nc`, depth `kc`).
+struct Block {
+    mc: usize,
+    nc: usize,
+    kc: usize,
+    group: usize,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl Block {
+    fn new(ks: &KernelSet, mc: usize, nc: usize, kc: usize, group: usize) -> Block {
+        let raw = fill(nc * kc, 2);
+        let mut w = vec![0.0; packed_len(nc, kc, ks.nr).expect("size")];
+        pack_panels(&raw, kc, nc, 0, kc, ks.nr, &mut w);
+        Block {
+            mc,
+            nc,
+            kc,
+            group,
+            x: fill(mc * kc, 1),
+            w,
+            c: vec![0.0; mc * nc],
+        }
+    }
+
+    fn flop(&self) -> f64 {
+        2.0 * (self.mc * self.nc * self.kc) as f64
+    }
+
+    /// `calls` back-to-back macro-kernel calls accumulating into the same C (it stays in cache).
+    fn run(&mut self, ks: &KernelSet, calls: usize) {
+        for i in 0..calls {
+            let c = MatMut::new(&mut self.c, self.mc, self.nc, self.nc).expect("C");
+            let main = Segment {
+                kc: self.kc,
+                a: &self.x,
+                lda: self.kc,
+                b: Panels::Packed(&self.w),
+            };
+            let store = if i == 0 {
+                Store::Overwrite(None)
+            } else {
+                Store::Accumulate
+            };
+            macro_kernel(ks, main, Lora::None, store, c, self.group, &[]);
+        }
+    }
+}
+
+/// What a piece measures per timed run: (units done, seconds); units are FLOPs, bytes or calls.
+type Piece<'a> = Box<dyn FnMut() -> (f64, f64) + 'a>;
+
+enum Unit {
+    /// GFLOP/s, also as % of the round's FMA probe.
+    Flops,
+    /// GB/s of W read, also as % of the read-bandwidth probe.
+    Bytes,
+    /// µs per call.
+    Calls,
+}
+
+fn timed(mut f: impl FnMut()) -> f64 {
+    let t0 = Instant::now();
+    f();
+    t0.elapsed().as_secs_f64()
+}
+
+fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.5), at(0.75))
+}
+
+fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            let code = if e.is_empty() { 0 } else { 2 };
+            eprintln!(
+                "{e}\nusage: ceilings [--rows N] [--d-in N] [--d-out N] [--rank N] [--rounds N]"
+            );
+            std::process::exit(code);
+        }
+    };
+    let ks = KernelSet::selected();
+    let caches = Caches::detect();
+    let (mr, nr, kc) = (ks.mr, ks.nr, ks.kc);
+    let (rows, d_in, d_out, rank) = (o.rows, o.d_in, o.d_out, o.rank);
+    println!(
+        "fused-lora ceilings, 1 thread, ISA {}: MR×NR {mr}×{nr}, KC {kc}, MC (prepacked) {}, NC {}, NG (prepacked) {}; caches L1d {} KiB, L2 {} KiB, L3 {} KiB",
+        ks.isa.name(),
+        ks.mc_packed,
+        ks.nc,
+        ks.ng_packed,
+        caches.l1d >> 10,
+        caches.l2 >> 10,
+        caches.l3 >> 10
+    );
+    println!(
+        "layer: {rows} × {d_in} → {d_out}, rank {rank}; {} rounds\n",
+        o.rounds
+    );
+
+    let group_cols = ks.ng_packed * nr;
+    let mut tile = Block::new(ks, mr, group_cols, kc, ks.ng_packed);
+    let mut row_block = Block::new(ks, ks.mc_packed, group_cols, kc, ks.ng_packed);
+    let mut nc_block = Block::new(ks, ks.mc_packed, ks.nc, kc, ks.ng_packed);
+    // Edge tiles: one full row tile and one of MR − 2 rows; a last panel half full.
+    let mut edge_rows = Block::new(ks, 2 * mr - 2, group_cols, kc, ks.ng_packed);
+    let mut edge_cols = Block::new(ks, mr, group_cols - nr / 2, kc, ks.ng_packed);
+    let mut one_call = Block::new(ks, rows, d_out, d_in, ks.ng_packed);
+
+    let x = fill(rows * d_in, 1);
+    let w = fill(d_out * d_in, 2);
+    let a = fill(rank * d_in, 3);
+    let b = fill(d_out * rank, 4);
+    let base = LoraLinear::new(d_in, d_out, &w, None).expect("layer");
+    let mut lora = LoraLinear::new(d_in, d_out, &w, None).expect("layer");
+    lora.set_adapter(rank, &a, &b, lora_scale(16.0, rank))
+        .expect("adapter");
+    // One output per layer piece (each closure holds its own).
+    let (mut y0, mut y1, mut y2) = (
+        vec![0.0f32; rows * d_out],
+        vec![0.0f32; rows * d_out],
+        vec![0.0f32; rows * d_out],
+    );
+    let tiny = LoraLinear::new(16, 16, &fill(256, 5), None).expect("layer");
+    let (tx, mut ty) = (fill(6 * 16, 6), vec![0.0f32; 6 * 16]);
+    // Flushing the caches: read an array of twice the L3 (and at least 64 MiB).
+    let flush: Vec<f32> = fill((2 * caches.l3).max(64 << 20) / 4, 7);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+
+    let base_flop = 2.0 * (rows * d_in * d_out) as f64;
+    let lora_flop = 2.0 * (rows * (d_in * d_out + d_in * rank + rank * d_out)) as f64;
+    let layer_calls = (RUN_FLOP / base_flop).ceil().max(3.0) as usize;
+    let calls = |blk: &Block| (RUN_FLOP / blk.flop()).ceil() as usize;
+    // One panel group's scratch, as the one-shot call packs W just in time (it stays in L2).
+    let mut pack_dst = vec![0.0f32; packed_len(ks.ng * nr, d_in.min(kc), nr).expect("size")];
+    let w_bytes = (d_out * d_in * 4) as f64;
+
+    let mut pieces: Vec<(&str, &str, Unit, Piece<'_>)> = vec![
+        (
+            "k loop in cache",
+            "MR rows × one panel group, KC deep: x tile in L1, the group's W̃ panels in L2",
+            Unit::Flops,
+            Box::new(|| {
+                let n = calls(&tile);
+                (n as f64 * tile.flop(), timed(|| tile.run(ks, n)))
+            }),
+        ),
+        (
+            "row block",
+            "MC rows × one panel group: each x tile from L2 in turn",
+            Unit::Flops,
+            Box::new(|| {
+                let n = calls(&row_block);
+                (n as f64 * row_block.flop(), timed(|| row_block.run(ks, n)))
+            }),
+        ),
+        (
+            "NC block, W̃ in L3",
+            "MC rows × NC columns: each panel group comes from L3 once per call",
+            Unit::Flops,
+            Box::new(|| {
+                let n = calls(&nc_block);
+                (n as f64 * nc_block.flop(), timed(|| nc_block.run(ks, n)))
+            }),
+        ),
+        (
+            "edge rows",
+            "MR + (MR − 2) rows × one group: an edge row tile in every second call",
+            Unit::Flops,
+            Box::new(|| {
+                let n = calls(&edge_rows);
+                (n as f64 * edge_rows.flop(), timed(|| edge_rows.run(ks, n)))
+            }),
+        ),
+        (
+            "edge columns",
+            "MR rows × a group whose last panel is half full",
+            Unit::Flops,
+            Box::new(|| {
+                let n = calls(&edge_cols);
+                (n as f64 * edge_cols.flop(), timed(|| edge_cols.run(ks, n)))
+            }),
+        ),
+        (
+            "layer, one macro-kernel call",
+            "all rows × d_out × d_in in one call, back to back (W̃ as hot as its size allows)",
+            Unit::Flops,
+            Box::new(|| {
+                let n = calls(&one_call).max(3);
+                (n as f64 * one_call.flop(), timed(|| one_call.run(ks, n)))
+            }),
+        ),
+        (
+            "forward, rank 0",
+            "LoraLinear::forward without adapter, back to back: the library's loops",
+            Unit::Flops,
+            Box::new(|| {
+                let s = pool.install(|| {
+                    timed(|| {
+                        for _ in 0..layer_calls {
+                            base.forward(rows, &x, &mut y0).expect("forward");
+                        }
+                    })
+                });
+                (layer_calls as f64 * base_flop, s)
+            }),
+        ),
+        (
+            "forward, rank 0, W cold",
+            "the same, caches flushed before each call (only the call is timed)",
+            Unit::Flops,
+            Box::new(|| {
+                let mut s = 0.0;
+                for _ in 0..layer_calls {
+                    black_box(flush.iter().step_by(16).sum::<f32>());
+                    s += pool.install(|| timed(|| base.forward(rows, &x, &mut y1).expect("fwd")));
+                }
+                (layer_calls as f64 * base_flop, s)
+            }),
+        ),
+        (
+            "forward, rank r",
+            "LoraLinear::forward with the adapter (FLOPs include the LoRA terms), back to back",
+            Unit::Flops,
+            Box::new(|| {
+                let s = pool.install(|| {
+                    timed(|| {
+                        for _ in 0..layer_calls {
+                            lora.forward(rows, &x, &mut y2).expect("forward");
+                        }
+                    })
+                });
+                (layer_calls as f64 * lora_flop, s)
+            }),
+        ),
+        (
+            "packing W",
+            "W's first K block packed group by group into one group's scratch, as lora_linear does per call; W cold",
+            Unit::Bytes,
+            Box::new(|| {
+                let k = d_in.min(kc);
+                black_box(flush.iter().step_by(16).sum::<f32>());
+                let s = timed(|| {
+                    for j in (0..d_out).step_by(ks.ng * nr) {
+                        let n = (ks.ng * nr).min(d_out - j);
+                        pack_panels(&w[j * d_in..], d_in, n, 0, k, nr, &mut pack_dst);
+                    }
+                });
+                ((d_out * k * 4) as f64, s)
+            }),
+        ),
+        (
+            "fixed cost of a call",
+            "forward of a 6 × 16 → 16 layer on a 1-thread pool (validation, pool hop, one tile)",
+            Unit::Calls,
+            Box::new(|| {
+                let n = 2000;
+                let s = pool.install(|| {
+                    timed(|| {
+                        for _ in 0..n {
+                            tiny.forward(6, &tx, &mut ty).expect("forward");
+                        }
+                    })
+                });
+                (n as f64, s)
+            }),
+        ),
+    ];
+
+    // Warm-up: every piece once, untimed.
+    for p in pieces.iter_mut() {
+        (p.3)();
+    }
+    let bw = probe::read_bandwidth_gbs(256 << 20, 1);
+    let mut probes = Vec::with_capacity(o.rounds);
+    let mut rates: Vec<Vec<f64>> = vec![Vec::with_capacity(o.rounds); pieces.len()];
+    for _ in 0..o.rounds {
+        let peak = probe::fma_peak_gflops(ks.isa, 1);
+        probes.push(peak);
+        for (i, p) in pieces.iter_mut().enumerate() {
+            let (units, secs) = (p.3)();
+            rates[i].push(match p.2 {
+                // The portable path has no FMA probe (0): its rows show GFLOP/s only.
+                Unit::Flops => units / secs / 1e9 / if peak > 0.0 { peak } else { 1.0 },
+                Unit::Bytes => units / secs / 1e9,
+                Unit::Calls => secs / units * 1e6,
+            });
+        }
+    }
+    let (_, peak, _) = quartiles(probes);
+    println!(
+        "FMA probe: {peak:.1} GFLOP/s (median of the rounds); read bandwidth, one stream: {bw:.1} GB/s\n"
+    );
+    println!("| piece | what it isolates | rate | of the probe (quartiles) |");
+    println!("|---|---|---:|---:|");
+    for ((name, what, unit, _), r) in pieces.iter().zip(rates) {
+        let (q1, m, q3) = quartiles(r);
+        match unit {
+            Unit::Flops if peak > 0.0 => println!(
+                "| {name} | {what} | {:.1} GFLOP/s | {:.1} % ({:.1}–{:.1}) |",
+                m * peak,
+                100.0 * m,
+                100.0 * q1,
+                100.0 * q3
+            ),
+            Unit::Flops => println!("| {name} | {what} | {m:.1} GFLOP/s ({q1:.1}–{q3:.1}) | – |"),
+            Unit::Bytes => println!(
+                "| {name} | {what} | {m:.1} GB/s | {:.0} % of the read probe ({:.1}–{:.1} GB/s) |",
+                100.0 * m / bw,
+                q1,
+                q3
+            ),
+            Unit::Calls => println!("| {name} | {what} | {m:.2} µs ({q1:.2}–{q3:.2}) | |"),
+        }
+    }
+    println!(
+        "\nW is {:.1} MiB ({:.1} × the L3); the layer's packing line covers its first K block of {} ({:.1} MiB).",
+        w_bytes / (1 << 20) as f64,
+        w_bytes / caches.l3 as f64,
+        d_in.min(kc),
+        (d_out * d_in.min(kc) * 4) as f64 / (1 << 20) as f64
+    );
+}
