@@ -15,7 +15,7 @@
 //! both), with the quartiles. The pieces call `fused_lora_kernels::macro_kernel` directly, with
 //! the block sizes the library derived for this CPU.
 
-use fused_lora::{lora_scale, LoraLinear};
+use fused_lora::{lora_linear, lora_scale, Adapter, Dims, LoraLinear};
 use fused_lora_kernels::baseline::fill;
 use fused_lora_kernels::blocking::Caches;
 use fused_lora_kernels::pack::{pack_panels, packed_len};
@@ -188,7 +188,8 @@ fn main() {
     lora.set_adapter(rank, &a, &b, lora_scale(16.0, rank))
         .expect("adapter");
     // One output per layer piece (each closure holds its own).
-    let (mut y0, mut y1, mut y2) = (
+    let (mut y0, mut y1, mut y2, mut y3) = (
+        vec![0.0f32; rows * d_out],
         vec![0.0f32; rows * d_out],
         vec![0.0f32; rows * d_out],
         vec![0.0f32; rows * d_out],
@@ -302,6 +303,28 @@ fn main() {
                     timed(|| {
                         for _ in 0..layer_calls {
                             lora.forward(rows, &x, &mut y2).expect("forward");
+                        }
+                    })
+                });
+                (layer_calls as f64 * lora_flop, s)
+            }),
+        ),
+        (
+            "lora_linear, rank r",
+            "the one-shot call (packs W per call, or reads it in place up to 32 rows), back to back",
+            Unit::Flops,
+            Box::new(|| {
+                let dims = Dims {
+                    rows,
+                    d_in,
+                    d_out,
+                    rank,
+                };
+                let ad = Adapter::new(&a, &b, lora_scale(16.0, rank));
+                let s = pool.install(|| {
+                    timed(|| {
+                        for _ in 0..layer_calls {
+                            lora_linear(dims, &x, &w, None, ad, &mut y3).expect("lora_linear");
                         }
                     })
                 });
