@@ -202,7 +202,16 @@ mod x86 {
     /// The `k8 × j8` block of a panel (k8, j8 multiples of 8) as 8 × 8 transposes, `k` outside
     /// `j`: one k block's transposes fill whole 64-byte lines of the panel (NR = 16: two
     /// 32-byte halves) one after the other, instead of writing every line's halves a panel
-    /// apart (12–16 % faster in a packing-only run). `valid` rows are prefetched.
+    /// apart (12–16 % faster in a packing-only run). Source rows a multiple of 4 KiB apart
+    /// (d_in = 1024, 2048, 4096, ...) put all NR rows' lines in one L1 set, and a sweep over
+    /// the rows per 8-column half reloaded every line for its second half: there each 8-row
+    /// block takes both halves of its 16 floats before the next block (cold W on Zen 1,
+    /// packed in groups of 8 panels, old and new alternating: 4096 × 4096 5.7–6.7 → 6.9–8.9
+    /// GB/s, 2048² 6.0–6.9 → 8.8–9.2, 1024 × 4096 5.9–7.1 → 7.3–9.6; the one-shot call at 512 ×
+    /// 4096 → 4096 1.045 → 1.02 × `forward`'s time; docs/PERFORMANCE.md, twelfth session).
+    /// Other strides keep one sweep per half, whose first starts every row's miss at once: at
+    /// d_in 768 the line-by-line order was 4 % slower (12.1 → 11.6 GB/s), at 1280 and 1536
+    /// level. `valid` rows are prefetched.
     ///
     /// # Safety
     /// AVX2 available; `src` readable for `j8` rows of `k8` at stride `ld`, `dst` writable for
@@ -217,7 +226,8 @@ mod x86 {
         dst: *mut f32,
         width: usize,
     ) {
-        for k in (0..k8).step_by(8) {
+        let step = if (ld * 4).is_multiple_of(4096) { 16 } else { 8 };
+        for k in (0..k8).step_by(step) {
             if k % 16 == 0 {
                 for j in 0..valid {
                     // A hint, never a load: an address past the row (or the buffer) is fine.
@@ -225,8 +235,11 @@ mod x86 {
                     _mm_prefetch::<_MM_HINT_T0>(p.cast());
                 }
             }
+            let kend = (k + step).min(k8);
             for j in (0..j8).step_by(8) {
-                transpose8x8(src.add(j * ld + k), ld, dst.add(k * width + j), width);
+                for kk in (k..kend).step_by(8) {
+                    transpose8x8(src.add(j * ld + kk), ld, dst.add(kk * width + j), width);
+                }
             }
         }
     }
@@ -330,6 +343,9 @@ mod tests {
             (64, 300, 17, 283, 32),
             (45, 50, 2, 41, 16), // last panel: 8 rows by transposes, 5 by copies
             (8, 8, 0, 8, 8),
+            // Rows 4 KiB apart: the line-by-line order, ending on a half block (k8 = 1000).
+            (37, 1024, 3, 1001, 16),
+            (20, 2048, 0, 2048, 8),
         ] {
             let src: Vec<f32> = (0..n * ld).map(|i| i as f32).collect();
             let mut dst = vec![f32::NAN; packed_len(n, kc, width).unwrap()];
