@@ -346,6 +346,7 @@ mod tests {
             // Rows 4 KiB apart: the line-by-line order, ending on a half block (k8 = 1000).
             (37, 1024, 3, 1001, 16),
             (20, 2048, 0, 2048, 8),
+            (70, 1024, 0, 1024, 32),
         ] {
             let src: Vec<f32> = (0..n * ld).map(|i| i as f32).collect();
             let mut dst = vec![f32::NAN; packed_len(n, kc, width).unwrap()];
