@@ -96,6 +96,12 @@ impl Block {
         2.0 * (self.mc * self.nc * self.kc) as f64
     }
 
+    /// Back-to-back calls for about [`RUN_FLOP`] (at least `min_calls`): (FLOPs, seconds).
+    fn timed_run(&mut self, ks: &KernelSet, min_calls: usize) -> (f64, f64) {
+        let calls = ((RUN_FLOP / self.flop()).ceil() as usize).max(min_calls);
+        (calls as f64 * self.flop(), timed(|| self.run(ks, calls)))
+    }
+
     /// `calls` back-to-back macro-kernel calls accumulating into the same C (it stays in cache).
     fn run(&mut self, ks: &KernelSet, calls: usize) {
         for i in 0..calls {
@@ -132,6 +138,17 @@ fn timed(mut f: impl FnMut()) -> f64 {
     let t0 = Instant::now();
     f();
     t0.elapsed().as_secs_f64()
+}
+
+/// Seconds for `calls` calls of `f`, back to back on `pool` (one thread).
+fn back_to_back(pool: &rayon::ThreadPool, calls: usize, mut f: impl FnMut() + Send) -> f64 {
+    pool.install(|| {
+        timed(|| {
+            for _ in 0..calls {
+                f();
+            }
+        })
+    })
 }
 
 fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -206,7 +223,6 @@ fn main() {
     let base_flop = 2.0 * (rows * d_in * d_out) as f64;
     let lora_flop = 2.0 * (rows * (d_in * d_out + d_in * rank + rank * d_out)) as f64;
     let layer_calls = (RUN_FLOP / base_flop).ceil().max(3.0) as usize;
-    let calls = |blk: &Block| (RUN_FLOP / blk.flop()).ceil() as usize;
     // One panel group's scratch, as the one-shot call packs W just in time (it stays in L2).
     let mut pack_dst = vec![0.0f32; packed_len(ks.ng * nr, d_in.min(kc), nr).expect("size")];
     let w_bytes = (d_out * d_in * 4) as f64;
@@ -216,67 +232,45 @@ fn main() {
             "k loop in cache",
             "MR rows × one panel group, KC deep: x tile in L1, the group's W̃ panels in L2",
             Unit::Flops,
-            Box::new(|| {
-                let n = calls(&tile);
-                (n as f64 * tile.flop(), timed(|| tile.run(ks, n)))
-            }),
+            Box::new(|| tile.timed_run(ks, 1)),
         ),
         (
             "row block",
             "MC rows × one panel group: each x tile from L2 in turn",
             Unit::Flops,
-            Box::new(|| {
-                let n = calls(&row_block);
-                (n as f64 * row_block.flop(), timed(|| row_block.run(ks, n)))
-            }),
+            Box::new(|| row_block.timed_run(ks, 1)),
         ),
         (
             "NC block, W̃ in L3",
             "MC rows × NC columns: each panel group comes from L3 once per call",
             Unit::Flops,
-            Box::new(|| {
-                let n = calls(&nc_block);
-                (n as f64 * nc_block.flop(), timed(|| nc_block.run(ks, n)))
-            }),
+            Box::new(|| nc_block.timed_run(ks, 1)),
         ),
         (
             "edge rows",
             "MR + (MR − 2) rows × one group: an edge row tile in every second call",
             Unit::Flops,
-            Box::new(|| {
-                let n = calls(&edge_rows);
-                (n as f64 * edge_rows.flop(), timed(|| edge_rows.run(ks, n)))
-            }),
+            Box::new(|| edge_rows.timed_run(ks, 1)),
         ),
         (
             "edge columns",
             "MR rows × a group whose last panel is half full",
             Unit::Flops,
-            Box::new(|| {
-                let n = calls(&edge_cols);
-                (n as f64 * edge_cols.flop(), timed(|| edge_cols.run(ks, n)))
-            }),
+            Box::new(|| edge_cols.timed_run(ks, 1)),
         ),
         (
             "layer, one macro-kernel call",
             "all rows × d_out × d_in in one call, back to back (W̃ as hot as its size allows)",
             Unit::Flops,
-            Box::new(|| {
-                let n = calls(&one_call).max(3);
-                (n as f64 * one_call.flop(), timed(|| one_call.run(ks, n)))
-            }),
+            Box::new(|| one_call.timed_run(ks, 3)),
         ),
         (
             "forward, rank 0",
             "LoraLinear::forward without adapter, back to back: the library's loops",
             Unit::Flops,
             Box::new(|| {
-                let s = pool.install(|| {
-                    timed(|| {
-                        for _ in 0..layer_calls {
-                            base.forward(rows, &x, &mut y0).expect("forward");
-                        }
-                    })
+                let s = back_to_back(&pool, layer_calls, || {
+                    base.forward(rows, &x, &mut y0).expect("forward")
                 });
                 (layer_calls as f64 * base_flop, s)
             }),
@@ -299,12 +293,8 @@ fn main() {
             "LoraLinear::forward with the adapter (FLOPs include the LoRA terms), back to back",
             Unit::Flops,
             Box::new(|| {
-                let s = pool.install(|| {
-                    timed(|| {
-                        for _ in 0..layer_calls {
-                            lora.forward(rows, &x, &mut y2).expect("forward");
-                        }
-                    })
+                let s = back_to_back(&pool, layer_calls, || {
+                    lora.forward(rows, &x, &mut y2).expect("forward")
                 });
                 (layer_calls as f64 * lora_flop, s)
             }),
@@ -321,12 +311,8 @@ fn main() {
                     rank,
                 };
                 let ad = Adapter::new(&a, &b, lora_scale(16.0, rank));
-                let s = pool.install(|| {
-                    timed(|| {
-                        for _ in 0..layer_calls {
-                            lora_linear(dims, &x, &w, None, ad, &mut y3).expect("lora_linear");
-                        }
-                    })
+                let s = back_to_back(&pool, layer_calls, || {
+                    lora_linear(dims, &x, &w, None, ad, &mut y3).expect("lora_linear")
                 });
                 (layer_calls as f64 * lora_flop, s)
             }),
@@ -353,13 +339,7 @@ fn main() {
             Unit::Calls,
             Box::new(|| {
                 let n = 2000;
-                let s = pool.install(|| {
-                    timed(|| {
-                        for _ in 0..n {
-                            tiny.forward(6, &tx, &mut ty).expect("forward");
-                        }
-                    })
-                });
+                let s = back_to_back(&pool, n, || tiny.forward(6, &tx, &mut ty).expect("forward"));
                 (n as f64, s)
             }),
         ),
