@@ -18,7 +18,7 @@
 use fused_lora::{lora_linear, lora_scale, Adapter, Dims, LoraLinear};
 use fused_lora_kernels::baseline::fill;
 use fused_lora_kernels::blocking::Caches;
-use fused_lora_kernels::pack::{pack_panels, packed_len};
+use fused_lora_kernels::pack::{pack_panels, packed_len, AlignedBuf};
 use fused_lora_kernels::probe;
 use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
 use std::hint::black_box;
@@ -72,15 +72,17 @@ struct Block {
     kc: usize,
     group: usize,
     x: Vec<f32>,
-    w: Vec<f32>,
+    /// Packed panels in the library's own buffer (64-byte aligned, huge pages when large): a
+    /// plain `Vec` starts 16 bytes into a line, and half its vector loads would cross one.
+    w: AlignedBuf,
     c: Vec<f32>,
 }
 
 impl Block {
     fn new(ks: &KernelSet, mc: usize, nc: usize, kc: usize, group: usize) -> Block {
         let raw = fill(nc * kc, 2);
-        let mut w = vec![0.0; packed_len(nc, kc, ks.nr).expect("size")];
-        pack_panels(&raw, kc, nc, 0, kc, ks.nr, &mut w);
+        let mut w = AlignedBuf::zeroed_huge(packed_len(nc, kc, ks.nr).expect("size"));
+        pack_panels(&raw, kc, nc, 0, kc, ks.nr, w.as_mut_slice());
         Block {
             mc,
             nc,
@@ -110,7 +112,7 @@ impl Block {
                 kc: self.kc,
                 a: &self.x,
                 lda: self.kc,
-                b: Panels::Packed(&self.w),
+                b: Panels::Packed(self.w.as_slice()),
             };
             let store = if i == 0 {
                 Store::Overwrite(None)
