@@ -203,13 +203,14 @@ mod x86 {
     /// `j`: one k block's transposes fill whole 64-byte lines of the panel (NR = 16: two
     /// 32-byte halves) one after the other, instead of writing every line's halves a panel
     /// apart (12–16 % faster in a packing-only run). Source rows a multiple of 4 KiB apart
-    /// (d_in = 1024, 2048, 4096, ...) put all NR rows' lines in one L1 set, and a sweep over
-    /// the rows per 8-column half reloaded every line for its second half: there each 8-row
-    /// block takes both halves of its 16 floats before the next block (cold W on Zen 1,
-    /// packed in groups of 8 panels, old and new alternating: 4096 × 4096 5.7–6.7 → 6.9–8.9
-    /// GB/s, 2048² 6.0–6.9 → 8.8–9.2, 1024 × 4096 5.9–7.1 → 7.3–9.6; the one-shot call at 512 ×
-    /// 4096 → 4096 1.045 → 1.02 × `forward`'s time; docs/PERFORMANCE.md, twelfth session).
-    /// Other strides keep one sweep per half, whose first starts every row's miss at once: at
+    /// (d_in = 1024, 2048, 4096, ...) put all NR rows' lines in one L1 set, so with one sweep
+    /// over the rows per 8-column half a line can leave L1 before its second half is read:
+    /// there each 8-row block takes both halves of its 16 floats before the next block (cold
+    /// W on Zen 1, packed in groups of 8 panels, old and new alternating: 4096 × 4096 5.7–6.7
+    /// → 6.9–8.9 GB/s, 2048² 6.0–6.9 → 8.8–9.2, 1024 × 4096 5.9–7.1 → 7.3–9.6; the one-shot
+    /// call at 512 × 4096 → 4096 1.045 → 1.02 × `forward`'s time; docs/PERFORMANCE.md,
+    /// twelfth session).
+    /// Other strides keep one sweep per half (its first touches every row's line at once): at
     /// d_in 768 the line-by-line order was 4 % slower (12.1 → 11.6 GB/s), at 1280 and 1536
     /// level. `valid` rows are prefetched.
     ///
