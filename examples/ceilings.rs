@@ -73,7 +73,7 @@ struct Block {
     group: usize,
     x: Vec<f32>,
     /// Packed panels in the library's own buffer (64-byte aligned, huge pages when large): a
-    /// plain `Vec` starts 16 bytes into a line, and half its vector loads would cross one.
+    /// plain `Vec` asks for no cache-line alignment, so its vector loads could cross lines.
     w: AlignedBuf,
     c: Vec<f32>,
 }
