@@ -25,19 +25,18 @@ use std::hint::black_box;
 use std::time::Instant;
 
 struct Opts {
-    rows: usize,
-    d_in: usize,
-    d_out: usize,
-    rank: usize,
+    dims: Dims,
     rounds: usize,
 }
 
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
-        rows: 160,
-        d_in: 768,
-        d_out: 3072,
-        rank: 8,
+        dims: Dims {
+            rows: 160,
+            d_in: 768,
+            d_out: 3072,
+            rank: 8,
+        },
         rounds: 20,
     };
     let mut args = std::env::args().skip(1);
@@ -47,16 +46,16 @@ fn parse() -> Result<Opts, String> {
             v.parse().map_err(|_| format!("{a}: not a number: {v}"))
         };
         match a.as_str() {
-            "--rows" => o.rows = num()?,
-            "--d-in" => o.d_in = num()?,
-            "--d-out" => o.d_out = num()?,
-            "--rank" => o.rank = num()?,
+            "--rows" => o.dims.rows = num()?,
+            "--d-in" => o.dims.d_in = num()?,
+            "--d-out" => o.dims.d_out = num()?,
+            "--rank" => o.dims.rank = num()?,
             "--rounds" => o.rounds = num()?,
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown option {a}")),
         }
     }
-    if o.rows == 0 || o.d_in == 0 || o.d_out == 0 || o.rounds == 0 {
+    if o.dims.rows == 0 || o.dims.d_in == 0 || o.dims.d_out == 0 || o.rounds == 0 {
         return Err("rows, d-in, d-out and rounds must be positive".into());
     }
     Ok(o)
@@ -153,6 +152,11 @@ fn back_to_back(pool: &rayon::ThreadPool, calls: usize, mut f: impl FnMut() + Se
     })
 }
 
+/// Reads one float of every line of `flush` (twice the L3 or more): caches hold none of W after.
+fn flush_caches(flush: &[f32]) {
+    black_box(flush.iter().step_by(16).sum::<f32>());
+}
+
 fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
@@ -173,7 +177,13 @@ fn main() {
     let ks = KernelSet::selected();
     let caches = Caches::detect();
     let (mr, nr, kc) = (ks.mr, ks.nr, ks.kc);
-    let (rows, d_in, d_out, rank) = (o.rows, o.d_in, o.d_out, o.rank);
+    let dims = o.dims;
+    let Dims {
+        rows,
+        d_in,
+        d_out,
+        rank,
+    } = dims;
     println!(
         "fused-lora ceilings, 1 thread, ISA {}: MR×NR {mr}×{nr}, KC {kc}, MC (prepacked) {}, NC {}, NG (prepacked) {}; caches L1d {} KiB, L2 {} KiB, L3 {} KiB",
         ks.isa.name(),
@@ -284,7 +294,7 @@ fn main() {
             Box::new(|| {
                 let mut s = 0.0;
                 for _ in 0..layer_calls {
-                    black_box(flush.iter().step_by(16).sum::<f32>());
+                    flush_caches(&flush);
                     s += pool.install(|| timed(|| base.forward(rows, &x, &mut y1).expect("fwd")));
                 }
                 (layer_calls as f64 * base_flop, s)
@@ -306,12 +316,6 @@ fn main() {
             "the one-shot call (packs W per call, or reads it in place up to 32 rows), back to back",
             Unit::Flops,
             Box::new(|| {
-                let dims = Dims {
-                    rows,
-                    d_in,
-                    d_out,
-                    rank,
-                };
                 let ad = Adapter::new(&a, &b, lora_scale(16.0, rank));
                 let s = back_to_back(&pool, layer_calls, || {
                     lora_linear(dims, &x, &w, None, ad, &mut y3).expect("lora_linear")
@@ -325,7 +329,7 @@ fn main() {
             Unit::Bytes,
             Box::new(|| {
                 let k = d_in.min(kc);
-                black_box(flush.iter().step_by(16).sum::<f32>());
+                flush_caches(&flush);
                 let s = timed(|| {
                     for j in (0..d_out).step_by(ks.ng * nr) {
                         let n = (ks.ng * nr).min(d_out - j);
