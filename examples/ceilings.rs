@@ -1,19 +1,25 @@
-//! The ceiling of each piece of the fused GEMM on this machine, one core: the micro-kernel's k
-//! loop with its operands in cache, then the same loop as W̃ comes from L3 and from memory, the
-//! layer's own loops, the LoRA terms, edge tiles, packing and the fixed cost of a call. Each
-//! line isolates one step from the line above it, so the table says where a layer's time goes
+//! The ceiling of each piece of the fused GEMM on this machine: the micro-kernel's k loop with
+//! its operands in cache, then the same loop as W̃ comes from L3 and from memory, the layer's
+//! own loops, the LoRA terms, edge tiles, packing and the fixed cost of a call. Each line
+//! isolates one step from the line above it, so the table says where a layer's time goes
 //! between the FMA probe and `LoraLinear::forward` (docs/PERFORMANCE.md quotes it).
 //!
 //!     cargo run --release --example ceilings
 //!     cargo run --release --example ceilings -- --rows 512 --d-in 4096 --d-out 4096 --rank 16
+//!     cargo run --release --example ceilings -- --threads 2
 //!
 //! Options: --rows N --d-in N --d-out N --rank N (the layer of the last lines; default the seed
-//! shape) --rounds N (default 20). FUSED_LORA_ISA=portable|avx2|avx512 lowers the ISA.
+//! shape) --rounds N (default 20) --threads N (default 1). FUSED_LORA_ISA=portable|avx2|avx512
+//! lowers the ISA.
 //!
 //! Every piece runs once per round, after that round's FMA probe, and is reported as the
 //! median over rounds of its rate ÷ the same round's probe (a slow phase of the host moves
 //! both), with the quartiles. The pieces call `fused_lora_kernels::macro_kernel` directly, with
-//! the block sizes the library derived for this CPU.
+//! the block sizes the library derived for this CPU. On N threads the probe runs on N threads,
+//! each macro-kernel piece runs on every thread at once (each its own copy of the operands, its
+//! own core's caches; the whole layer as one column chunk per thread), the library's calls run
+//! on an N-thread pool, and packing reads W's column chunks in parallel: what is lost between
+//! the 1- and N-thread tables is what sharing the machine costs each piece.
 
 use fused_lora::{lora_linear, lora_scale, Adapter, Dims, LoraLinear};
 use fused_lora_kernels::baseline::fill;
@@ -22,11 +28,13 @@ use fused_lora_kernels::pack::{pack_panels, packed_len, AlignedBuf};
 use fused_lora_kernels::probe;
 use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
 use std::hint::black_box;
+use std::sync::{Barrier, Mutex};
 use std::time::Instant;
 
 struct Opts {
     dims: Dims,
     rounds: usize,
+    threads: usize,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -38,6 +46,7 @@ fn parse() -> Result<Opts, String> {
             rank: 8,
         },
         rounds: 20,
+        threads: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -51,12 +60,14 @@ fn parse() -> Result<Opts, String> {
             "--d-out" => o.dims.d_out = num()?,
             "--rank" => o.dims.rank = num()?,
             "--rounds" => o.rounds = num()?,
+            "--threads" => o.threads = num()?,
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown option {a}")),
         }
     }
-    if o.dims.rows == 0 || o.dims.d_in == 0 || o.dims.d_out == 0 || o.rounds == 0 {
-        return Err("rows, d-in, d-out and rounds must be positive".into());
+    if o.dims.rows == 0 || o.dims.d_in == 0 || o.dims.d_out == 0 || o.rounds == 0 || o.threads == 0
+    {
+        return Err("rows, d-in, d-out, rounds and threads must be positive".into());
     }
     Ok(o)
 }
@@ -97,10 +108,9 @@ impl Block {
         2.0 * (self.mc * self.nc * self.kc) as f64
     }
 
-    /// Back-to-back calls for about [`RUN_FLOP`] (at least `min_calls`): (FLOPs, seconds).
-    fn timed_run(&mut self, ks: &KernelSet, min_calls: usize) -> (f64, f64) {
-        let calls = ((RUN_FLOP / self.flop()).ceil() as usize).max(min_calls);
-        (calls as f64 * self.flop(), timed(|| self.run(ks, calls)))
+    /// Calls for about [`RUN_FLOP`], at least `min_calls`.
+    fn calls(&self, min_calls: usize) -> usize {
+        ((RUN_FLOP / self.flop().max(1.0)).ceil() as usize).max(min_calls)
     }
 
     /// `calls` back-to-back macro-kernel calls accumulating into the same C (it stays in cache).
@@ -123,6 +133,60 @@ impl Block {
     }
 }
 
+/// One [`Block`] per thread of the pool, each on its own copy of the operands.
+struct Team(Vec<Mutex<Block>>);
+
+impl Team {
+    fn new(threads: usize, make: impl FnMut(usize) -> Block) -> Team {
+        Team((0..threads).map(make).map(Mutex::new).collect())
+    }
+
+    /// Every thread runs its own block back to back, about [`RUN_FLOP`] each (at least
+    /// `min_calls`), all at once: (FLOPs of all threads, seconds).
+    fn timed_run(&self, pool: &rayon::ThreadPool, ks: &KernelSet, min_calls: usize) -> (f64, f64) {
+        on_every_thread(pool, |i| {
+            // Each thread locks only its own block: never contended.
+            let mut b = self.0[i].lock().unwrap_or_else(|e| e.into_inner());
+            let calls = b.calls(min_calls);
+            b.run(ks, calls);
+            calls as f64 * b.flop()
+        })
+    }
+}
+
+/// Runs `f(i)` on every thread `i` of `pool` at once, started together after a barrier (so
+/// the pool's wake-up is not timed): (the sum of what the threads return, seconds from the
+/// first start to the last end).
+fn on_every_thread(pool: &rayon::ThreadPool, f: impl Fn(usize) -> f64 + Sync) -> (f64, f64) {
+    let bar = Barrier::new(pool.current_num_threads());
+    let spans = pool.broadcast(|ctx| {
+        bar.wait();
+        let t0 = Instant::now();
+        let units = f(ctx.index());
+        (units, t0, Instant::now())
+    });
+    let units = spans.iter().map(|s| s.0).sum();
+    let first = spans.iter().map(|s| s.1).min();
+    let last = spans.iter().map(|s| s.2).max();
+    let secs = match (first, last) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    (units, secs)
+}
+
+/// Columns `0..n` cut into `threads` chunks of whole `unit`s, as even as they go (an empty
+/// chunk when there are fewer units than threads): (first column, width) per thread.
+fn column_chunks(n: usize, unit: usize, threads: usize) -> Vec<(usize, usize)> {
+    let per = n.div_ceil(unit).div_ceil(threads) * unit;
+    (0..threads)
+        .map(|i| {
+            let c0 = (i * per).min(n);
+            (c0, per.min(n - c0))
+        })
+        .collect()
+}
+
 /// What a piece measures per timed run: (units done, seconds); units are FLOPs, bytes or calls.
 type Piece<'a> = Box<dyn FnMut() -> (f64, f64) + 'a>;
 
@@ -141,7 +205,8 @@ fn timed(mut f: impl FnMut()) -> f64 {
     t0.elapsed().as_secs_f64()
 }
 
-/// Seconds for `calls` calls of `f`, back to back on `pool` (one thread).
+/// Seconds for `calls` calls of `f`, back to back, called from a thread of `pool` (the
+/// library's calls inside split their work over that pool).
 fn back_to_back(pool: &rayon::ThreadPool, calls: usize, mut f: impl FnMut() + Send) -> f64 {
     pool.install(|| {
         timed(|| {
@@ -169,7 +234,7 @@ fn main() {
         Err(e) => {
             let code = if e.is_empty() { 0 } else { 2 };
             eprintln!(
-                "{e}\nusage: ceilings [--rows N] [--d-in N] [--d-out N] [--rank N] [--rounds N]"
+                "{e}\nusage: ceilings [--rows N] [--d-in N] [--d-out N] [--rank N] [--rounds N] [--threads N]"
             );
             std::process::exit(code);
         }
@@ -177,7 +242,7 @@ fn main() {
     let ks = KernelSet::selected();
     let caches = Caches::detect();
     let (mr, nr, kc) = (ks.mr, ks.nr, ks.kc);
-    let dims = o.dims;
+    let (dims, threads) = (o.dims, o.threads);
     let Dims {
         rows,
         d_in,
@@ -185,7 +250,7 @@ fn main() {
         rank,
     } = dims;
     println!(
-        "fused-lora ceilings, 1 thread, ISA {}: MR×NR {mr}×{nr}, KC {kc}, MC (prepacked) {}, NC {}, NG (prepacked) {}; caches L1d {} KiB, L2 {} KiB, L3 {} KiB",
+        "fused-lora ceilings, {threads} thread(s), ISA {}: MR×NR {mr}×{nr}, KC {kc}, MC (prepacked) {}, NC {}, NG (prepacked) {}; caches L1d {} KiB, L2 {} KiB, L3 {} KiB",
         ks.isa.name(),
         ks.mc_packed,
         ks.nc,
@@ -200,13 +265,19 @@ fn main() {
     );
 
     let group_cols = ks.ng_packed * nr;
-    let mut tile = Block::new(ks, mr, group_cols, kc, ks.ng_packed);
-    let mut row_block = Block::new(ks, ks.mc_packed, group_cols, kc, ks.ng_packed);
-    let mut nc_block = Block::new(ks, ks.mc_packed, ks.nc, kc, ks.ng_packed);
+    let team =
+        |mc: usize, nc: usize| Team::new(threads, |_| Block::new(ks, mc, nc, kc, ks.ng_packed));
+    let tile = team(mr, group_cols);
+    let row_block = team(ks.mc_packed, group_cols);
+    let nc_block = team(ks.mc_packed, ks.nc);
     // Edge tiles: one full row tile and one of MR − 2 rows; a last panel half full.
-    let mut edge_rows = Block::new(ks, 2 * mr - 2, group_cols, kc, ks.ng_packed);
-    let mut edge_cols = Block::new(ks, mr, group_cols - nr / 2, kc, ks.ng_packed);
-    let mut one_call = Block::new(ks, rows, d_out, d_in, ks.ng_packed);
+    let edge_rows = team(2 * mr - 2, group_cols);
+    let edge_cols = team(mr, group_cols - nr / 2);
+    // The whole layer, one column chunk of whole panels per thread.
+    let layer_chunks = column_chunks(d_out, nr, threads);
+    let one_call = Team::new(threads, |i| {
+        Block::new(ks, rows, layer_chunks[i].1, d_in, ks.ng_packed)
+    });
 
     let x = fill(rows * d_in, 1);
     let w = fill(d_out * d_in, 2);
@@ -228,15 +299,20 @@ fn main() {
     // Flushing the caches: read an array of twice the L3 (and at least 64 MiB).
     let flush: Vec<f32> = fill((2 * caches.l3).max(64 << 20) / 4, 7);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads)
         .build()
         .expect("pool");
 
     let base_flop = 2.0 * (rows * d_in * d_out) as f64;
     let lora_flop = 2.0 * (rows * (d_in * d_out + d_in * rank + rank * d_out)) as f64;
     let layer_calls = (RUN_FLOP / base_flop).ceil().max(3.0) as usize;
-    // One panel group's scratch, as the one-shot call packs W just in time (it stays in L2).
-    let mut pack_dst = vec![0.0f32; packed_len(ks.ng * nr, d_in.min(kc), nr).expect("size")];
+    // One panel group's scratch per thread, as the one-shot call packs W just in time (it
+    // stays in L2); each thread packs its own column chunk of whole groups.
+    let pack_len = packed_len(ks.ng * nr, d_in.min(kc), nr).expect("size");
+    let pack_dst: Vec<Mutex<Vec<f32>>> = (0..threads)
+        .map(|_| Mutex::new(vec![0.0f32; pack_len]))
+        .collect();
+    let pack_chunks = column_chunks(d_out, ks.ng * nr, threads);
     let w_bytes = (d_out * d_in * 4) as f64;
 
     let mut pieces: Vec<(&str, &str, Unit, Piece<'_>)> = vec![
@@ -244,37 +320,37 @@ fn main() {
             "k loop in cache",
             "MR rows × one panel group, KC deep: x tile in L1, the group's W̃ panels in L2",
             Unit::Flops,
-            Box::new(|| tile.timed_run(ks, 1)),
+            Box::new(|| tile.timed_run(&pool, ks, 1)),
         ),
         (
             "row block",
             "MC rows × one panel group: each x tile from L2 in turn",
             Unit::Flops,
-            Box::new(|| row_block.timed_run(ks, 1)),
+            Box::new(|| row_block.timed_run(&pool, ks, 1)),
         ),
         (
             "NC block, W̃ in L3",
             "MC rows × NC columns: each panel group comes from L3 once per call",
             Unit::Flops,
-            Box::new(|| nc_block.timed_run(ks, 1)),
+            Box::new(|| nc_block.timed_run(&pool, ks, 1)),
         ),
         (
             "edge rows",
             "MR + (MR − 2) rows × one group: an edge row tile in every second call",
             Unit::Flops,
-            Box::new(|| edge_rows.timed_run(ks, 1)),
+            Box::new(|| edge_rows.timed_run(&pool, ks, 1)),
         ),
         (
             "edge columns",
             "MR rows × a group whose last panel is half full",
             Unit::Flops,
-            Box::new(|| edge_cols.timed_run(ks, 1)),
+            Box::new(|| edge_cols.timed_run(&pool, ks, 1)),
         ),
         (
             "layer, one macro-kernel call",
-            "all rows × d_out × d_in in one call, back to back (W̃ as hot as its size allows)",
+            "all rows × d_in × its column chunk of d_out in one call per thread, back to back (W̃ as hot as its size allows)",
             Unit::Flops,
-            Box::new(|| one_call.timed_run(ks, 3)),
+            Box::new(|| one_call.timed_run(&pool, ks, 3)),
         ),
         (
             "forward, rank 0",
@@ -325,23 +401,25 @@ fn main() {
         ),
         (
             "packing W",
-            "W's first K block packed group by group into one group's scratch, as lora_linear does per call; W cold",
+            "W's first K block packed group by group into one group's scratch, as lora_linear does per call (each thread its column chunk); W cold",
             Unit::Bytes,
             Box::new(|| {
                 let k = d_in.min(kc);
                 flush_caches(&flush);
-                let s = timed(|| {
-                    for j in (0..d_out).step_by(ks.ng * nr) {
-                        let n = (ks.ng * nr).min(d_out - j);
-                        pack_panels(&w[j * d_in..], d_in, n, 0, k, nr, &mut pack_dst);
+                on_every_thread(&pool, |i| {
+                    let mut dst = pack_dst[i].lock().unwrap_or_else(|e| e.into_inner());
+                    let (c0, width) = pack_chunks[i];
+                    for j in (c0..c0 + width).step_by(ks.ng * nr) {
+                        let n = (ks.ng * nr).min(c0 + width - j);
+                        pack_panels(&w[j * d_in..], d_in, n, 0, k, nr, &mut dst);
                     }
-                });
-                ((d_out * k * 4) as f64, s)
+                    (width * k * 4) as f64
+                })
             }),
         ),
         (
             "fixed cost of a call",
-            "forward of a 6 × 16 → 16 layer on a 1-thread pool (validation, pool hop, one tile)",
+            "forward of a 6 × 16 → 16 layer (validation, one tile; too small to split over the pool)",
             Unit::Calls,
             Box::new(|| {
                 let n = 2000;
@@ -355,11 +433,11 @@ fn main() {
     for p in pieces.iter_mut() {
         (p.3)();
     }
-    let bw = probe::read_bandwidth_gbs(256 << 20, 1);
+    let bw = probe::read_bandwidth_gbs(256 << 20, threads);
     let mut probes = Vec::with_capacity(o.rounds);
     let mut rates: Vec<Vec<f64>> = vec![Vec::with_capacity(o.rounds); pieces.len()];
     for _ in 0..o.rounds {
-        let peak = probe::fma_peak_gflops(ks.isa, 1);
+        let peak = probe::fma_peak_gflops(ks.isa, threads);
         probes.push(peak);
         for (i, p) in pieces.iter_mut().enumerate() {
             let (units, secs) = (p.3)();
@@ -373,7 +451,7 @@ fn main() {
     }
     let (_, peak, _) = quartiles(probes);
     println!(
-        "FMA probe: {peak:.1} GFLOP/s (median of the rounds); read bandwidth, one stream: {bw:.1} GB/s\n"
+        "FMA probe: {peak:.1} GFLOP/s (median of the rounds); read bandwidth, one stream per thread: {bw:.1} GB/s\n"
     );
     println!("| piece | what it isolates | rate | of the probe (quartiles) |");
     println!("|---|---|---:|---:|");
