@@ -21,6 +21,8 @@
 //! on an N-thread pool, and packing reads W's column chunks in parallel: what is lost between
 //! the 1- and N-thread tables is what sharing the machine costs each piece.
 
+mod common;
+
 use fused_lora::{lora_linear, lora_scale, Adapter, Dims, LoraLinear};
 use fused_lora_kernels::baseline::fill;
 use fused_lora_kernels::blocking::Caches;
@@ -39,12 +41,7 @@ struct Opts {
 
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
-        dims: Dims {
-            rows: 160,
-            d_in: 768,
-            d_out: 3072,
-            rank: 8,
-        },
+        dims: common::SEED,
         rounds: 20,
         threads: 1,
     };
@@ -54,11 +51,11 @@ fn parse() -> Result<Opts, String> {
             let v = args.next().ok_or(format!("{a} needs a value"))?;
             v.parse().map_err(|_| format!("{a}: not a number: {v}"))
         };
+        if let Some(field) = common::shape_field(&mut o.dims, &a) {
+            *field = num()?;
+            continue;
+        }
         match a.as_str() {
-            "--rows" => o.dims.rows = num()?,
-            "--d-in" => o.dims.d_in = num()?,
-            "--d-out" => o.dims.d_out = num()?,
-            "--rank" => o.dims.rank = num()?,
             "--rounds" => o.rounds = num()?,
             "--threads" => o.threads = num()?,
             "--help" | "-h" => return Err(String::new()),

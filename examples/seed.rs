@@ -14,6 +14,8 @@
 //! the table shows medians. With --threads N > 1 the layer also runs on a 1-thread pool in the
 //! same rounds, and the scaling ratio is printed (its % peak is of the 1-thread peak). Exit status 1 if a fused result exceeds the error bound.
 
+mod common;
+
 use fused_lora::{reference, Adapter, Dims, Kernels, LoraLinear};
 use fused_lora_kernels::baseline::{self, fill, Peer};
 use fused_lora_kernels::probe;
@@ -30,12 +32,7 @@ struct Opts {
 
 fn parse() -> Result<Opts, String> {
     let mut o = Opts {
-        dims: Dims {
-            rows: 160,
-            d_in: 768,
-            d_out: 3072,
-            rank: 8,
-        },
+        dims: common::SEED,
         threads: 1,
         reps: 0,
         cold: false,
@@ -49,11 +46,11 @@ fn parse() -> Result<Opts, String> {
                 .and_then(|v| v.parse().ok())
                 .ok_or(format!("{name} needs a number"))
         };
+        if let Some(field) = common::shape_field(&mut o.dims, &a) {
+            *field = num(&a)?;
+            continue;
+        }
         match a.as_str() {
-            "--rows" => o.dims.rows = num("--rows")?,
-            "--d-in" => o.dims.d_in = num("--d-in")?,
-            "--d-out" => o.dims.d_out = num("--d-out")?,
-            "--rank" => o.dims.rank = num("--rank")?,
             "--threads" => o.threads = num("--threads")?.max(1),
             "--reps" => o.reps = num("--reps")?,
             "--cold" => o.cold = true,
