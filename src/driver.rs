@@ -241,13 +241,26 @@ pub(crate) enum LoraSpec<'a> {
 /// Extra floats per row in the padded copy of x (see [`padded_x`]): 64 bytes.
 pub(crate) const X_PAD: usize = 16;
 
-/// x rows a multiple of 4 KiB apart land in the same L1 set (all MR rows of a tile, for
-/// d_in = 1024, 2048, 4096, ...): such an x is read from a copy whose rows are 64 bytes further
-/// apart (row stride `k + X_PAD`). One pass over x, for 2·d_out FLOPs per element of it.
-/// `None`: x is read in place. A caller that runs several products over the same x (the
-/// shrink, then the fused GEMM) makes the copy once and passes its stride to both.
-pub(crate) fn padded_x(x: &[f32], rows: usize, k: usize) -> Result<Option<Vec<f32>>, LoraError> {
-    if rows <= 1 || k == 0 || !(k * 4).is_multiple_of(4096) {
+/// The most x rows of one micro-kernel tile that may share an L1 set: an x whose rows are a
+/// multiple of 4 KiB apart (d_in = 1024, 2048, 4096, ...) puts all MR rows of a tile in one
+/// set. An 8-way L1d (Zen 1 to 4, Intel up to Skylake) holds MR 6 there beside the W̃ panel's
+/// lines: on Zen 1 (AVX2, MR 6) reading such an x in place ran as fast as a padded copy on 1
+/// thread and 0.7–1.7 % faster on 2, where the serial copy idles the other core
+/// (docs/PERFORMANCE.md, fourteenth session). AVX-512's MR 12 cannot fit, so it reads a copy.
+const X_PAD_MAX_MR: usize = 8;
+
+/// An x whose MR tile rows would overflow an L1 set ([`X_PAD_MAX_MR`]) is read from a copy
+/// whose rows are 64 bytes further apart (row stride `k + X_PAD`): one pass over x, for
+/// 2·d_out FLOPs per element of it. `None`: x is read in place. A caller that runs several
+/// products over the same x (the shrink, then the fused GEMM) makes the copy once and passes
+/// its stride to both.
+pub(crate) fn padded_x(
+    ks: &KernelSet,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+) -> Result<Option<Vec<f32>>, LoraError> {
+    if !copies_x(ks.mr, rows, k) {
         return Ok(None);
     }
     let ld = k + X_PAD;
@@ -256,6 +269,11 @@ pub(crate) fn padded_x(x: &[f32], rows: usize, k: usize) -> Result<Option<Vec<f3
         dst[..k].copy_from_slice(src);
     }
     Ok(Some(p))
+}
+
+/// Whether [`padded_x`] copies an x of `rows × k` for a micro-kernel of `mr` rows.
+fn copies_x(mr: usize, rows: usize, k: usize) -> bool {
+    mr > X_PAD_MAX_MR && rows > 1 && k > 0 && (k * 4).is_multiple_of(4096)
 }
 
 /// y (rows × n) = store ⊕ x·Wᵀ [+ LoRA], x `[rows, k]` at row stride `ldx`, W `[n, k]`.
@@ -344,7 +362,7 @@ impl Gemm<'_> {
             vec![Task { r0: 0, c0: 0, y }]
         };
         let padded = if self.ldx == k {
-            padded_x(self.x, rows, k)?
+            padded_x(ks, self.x, rows, k)?
         } else {
             None
         };
@@ -839,6 +857,62 @@ mod tests {
             );
             assert!(mx - mn <= 1, "{k}: {b:?}");
         }
+    }
+
+    #[test]
+    fn x_is_copied_only_when_a_tile_overflows_an_l1_set() {
+        assert!(copies_x(12, 2, 1024) && copies_x(12, 512, 4096) && copies_x(9, 3, 2048));
+        assert!(!copies_x(6, 512, 4096) && !copies_x(8, 512, 4096));
+        assert!(!copies_x(12, 1, 4096) && !copies_x(12, 512, 768) && !copies_x(12, 512, 0));
+        let ks = KernelSet::selected();
+        let x: Vec<f32> = (0..3 * 1024).map(|i| i as f32).collect();
+        match padded_x(ks, &x, 3, 1024).unwrap() {
+            Some(p) => {
+                assert!(ks.mr > X_PAD_MAX_MR);
+                assert_eq!(p.len(), 3 * (1024 + X_PAD));
+                for (dst, src) in p.chunks_exact(1024 + X_PAD).zip(x.chunks_exact(1024)) {
+                    assert_eq!(&dst[..1024], src);
+                }
+            }
+            None => assert!(ks.mr <= X_PAD_MAX_MR),
+        }
+    }
+
+    /// x read at a padded row stride gives the same bits as x read in place, on the path this
+    /// CPU selects (only AVX-512 pads by itself).
+    #[test]
+    fn padded_x_stride_gives_the_same_bits() {
+        let ks = KernelSet::selected();
+        let (rows, k, n) = (2 * ks.mr + 1, 1024, 3 * ks.nr + 5);
+        let val = |i: usize, s: usize| ((i * 7919 + s * 104_729) % 251) as f32 / 125.0 - 1.0;
+        let x: Vec<f32> = (0..rows * k).map(|i| val(i, 1)).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| val(i, 2)).collect();
+        let ld = k + X_PAD;
+        let mut xp = vec![f32::NAN; rows * ld];
+        for (dst, src) in xp.chunks_exact_mut(ld).zip(x.chunks_exact(k)) {
+            dst[..k].copy_from_slice(src);
+        }
+        let run = |x: &[f32], ldx: usize| {
+            let mut y = vec![f32::NAN; rows * n];
+            let view = MatMut::new(&mut y, rows, n, n).unwrap();
+            Gemm {
+                ks,
+                rows,
+                k,
+                n,
+                x,
+                ldx,
+                w: WSrc::Raw(&w),
+                lora: LoraSpec::None,
+                store: Store::Overwrite(None),
+            }
+            .run(view)
+            .unwrap();
+            y
+        };
+        let (a, b) = (run(&x, k), run(&xp, ld));
+        assert!(a.iter().all(|v| v.is_finite()));
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 
     #[test]

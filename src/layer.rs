@@ -418,7 +418,7 @@ impl LoraLinear {
             return Ok(());
         }
         // One padded copy of x (when its row stride needs one) for the shrink and the GEMM.
-        let pad = padded_x(x, rows, self.d_in)?;
+        let pad = padded_x(self.ks, x, rows, self.d_in)?;
         let (x, ldx) = pad
             .as_deref()
             .map_or((x, self.d_in), |p| (p, self.d_in + X_PAD));

@@ -169,7 +169,7 @@ impl Kernels {
             return Ok(());
         }
         // One padded copy of x (when its row stride needs one) for the shrink and the GEMM.
-        let pad = padded_x(x, rows, d_in)?;
+        let pad = padded_x(ks, x, rows, d_in)?;
         let (x, ldx) = pad.as_deref().map_or((x, d_in), |p| (p, d_in + X_PAD));
         shrink(ks, rows, d_in, rank, x, ldx, adapter.a, None, &mut t, op)?;
         let lora = LoraTerm {

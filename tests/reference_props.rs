@@ -112,7 +112,7 @@ fn block_boundaries() {
         (7, 64, 3100, 4),   // d_out > NC on most machines
         (12, 16, 32, 0),    // exact AVX-512 tile
         (6, 8, 16, 1),      // exact AVX2 tile
-        (20, 1024, 50, 5),  // 4 KiB x rows: one padded copy of x for the shrink and the GEMM
+        (20, 1024, 50, 5),  // 4 KiB x rows: AVX-512 reads a padded copy (shrink and GEMM)
         (20, 1024, 50, 70), // ... with the shrink on the GEMM kernel
         (1, 4096, 40, 16),  // decode row
         (1, 1600, 1001, 8), // packed decode: multi-stream runs, K blocks, ragged last panel
