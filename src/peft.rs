@@ -19,6 +19,12 @@
 //!   the base weight's actual layout explicitly ([`BaseLayout`]); to run such a layer with
 //!   [`LoraLinear`], transpose the Conv1D weight once with [`transpose`].
 //!
+//! - Variants whose output is not `x·Wᵀ + scale·(x·Aᵀ)·Bᵀ` are refused with
+//!   [`PeftError::Unsupported`], not loaded as plain LoRA: DoRA (`use_dora`, or any
+//!   `lora_magnitude_vector` tensor), a bias on lora_B (`lora_bias`), base-layer biases trained
+//!   with the adapter (`bias` "all" / "lora_only", or any `.bias` tensor). Tensors of other
+//!   layer kinds (`lora_embedding_A/B`) are not linear modules and are not returned.
+//!
 //! Every failure is a [`PeftError`] naming the file and, where there is one, the tensor.
 
 use crate::{Adapter, AdapterId, Dims, LoraError, LoraLinear};
@@ -59,6 +65,10 @@ pub enum PeftError {
     },
     /// A module has lora_A without lora_B or the reverse.
     MissingTensor { path: PathBuf, tensor: String },
+    /// The adapter uses a LoRA variant whose output is not `x·Wᵀ + scale·(x·Aᵀ)·Bᵀ` (DoRA's
+    /// magnitude vectors, trained biases): refused rather than loaded as plain LoRA, which
+    /// would give different outputs without a word. `path` is the config or tensors file.
+    Unsupported { path: PathBuf, message: String },
     /// A module's shapes disagree with the layer it is being attached to.
     Layer { module: String, message: String },
     /// The layer refused the adapter.
@@ -100,6 +110,9 @@ impl fmt::Display for PeftError {
             }
             PeftError::MissingTensor { path, tensor } => {
                 write!(f, "{}: tensor `{tensor}` is missing", path.display())
+            }
+            PeftError::Unsupported { path, message } => {
+                write!(f, "{}: unsupported: {message}", path.display())
             }
             PeftError::Layer { module, message } => write!(f, "module `{module}`: {message}"),
             PeftError::Lora(e) => write!(f, "{e}"),
@@ -173,6 +186,37 @@ impl PeftConfig {
                 Some(v) => Err(err(format!("`{key}` must be true or false, found {v}"))),
             }
         };
+        // Variants with other maths are refused here, before any tensor is read.
+        let unsupported = |message: &str| PeftError::Unsupported {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        };
+        if flag("use_dora")? {
+            return Err(unsupported(
+                "`use_dora` is true: DoRA rescales each output by a magnitude vector, which \
+                 this library does not apply (merge the adapter in PEFT, or train plain LoRA)",
+            ));
+        }
+        if flag("lora_bias")? {
+            return Err(unsupported(
+                "`lora_bias` is true: lora_B carries a bias, which this library does not apply",
+            ));
+        }
+        match obj.get("bias") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(b)) if b == "none" => {}
+            Some(Value::String(b)) if b == "all" || b == "lora_only" => {
+                return Err(unsupported(&format!(
+                    "`bias` is \"{b}\": the adapter trained base-layer biases, which this \
+                     loader does not return (only A and B)"
+                )))
+            }
+            Some(v) => {
+                return Err(err(format!(
+                    "`bias` must be \"none\", \"all\" or \"lora_only\", found {v}"
+                )))
+            }
+        }
         let r = uint(
             "r",
             obj.get("r")
@@ -436,6 +480,23 @@ pub fn load_peft_files(config_path: &Path, tensors_path: &Path) -> Result<PeftAd
     // module name → (A tensor name, B tensor name)
     let mut pairs: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     for name in st.names() {
+        // Tensors that change the maths of the modules loaded (the config may not say so).
+        let what = if name.contains(".lora_magnitude_vector") {
+            Some("a DoRA magnitude vector")
+        } else if name.ends_with(".bias") {
+            Some("a bias trained with the adapter")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(PeftError::Unsupported {
+                path,
+                message: format!(
+                    "tensor `{name}` is {what}; this library applies only A and B, so the \
+                     adapter's outputs would differ"
+                ),
+            });
+        }
         let Some((module, which)) = split_key(name) else {
             continue;
         };

@@ -1,6 +1,7 @@
 //! PEFT adapter loading: directories written by the test itself (safetensors + JSON, f32 / f16 /
 //! bf16, rank_pattern, alpha_pattern, use_rslora, fan_in_fan_out), loaded and checked against
-//! the same weights used directly; every malformed input is a typed error naming file/tensor.
+//! the same weights used directly; every malformed input is a typed error naming file/tensor;
+//! DoRA and trained-bias adapters are refused, by config flag or by tensor.
 #![cfg(feature = "peft")]
 
 mod common;
@@ -412,5 +413,75 @@ fn malformed_adapters_are_typed_errors() {
     ));
     for d in [d, d2, dir] {
         let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn variants_with_other_maths_are_refused() {
+    let a = || T(Dtype::F32, vec![2, 4], encode(&[0.5; 8], Dtype::F32));
+    let b = || T(Dtype::F32, vec![3, 2], encode(&[0.5; 6], Dtype::F32));
+    let a_key = "base_model.model.q_proj.lora_A.weight";
+    let b_key = "base_model.model.q_proj.lora_B.weight";
+
+    // Plain LoRA spelled out in full loads.
+    let dir = write_dir(
+        "plainflags",
+        r#"{"r": 2, "use_dora": false, "lora_bias": false, "bias": "none"}"#,
+        &[(a_key, a()), (b_key, b())],
+    );
+    assert_eq!(load_peft_adapter(&dir).unwrap().modules.len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Config flags: refused before the tensors are read, naming the config file and the flag.
+    for (name, cfg, needle) in [
+        ("dora", r#"{"r": 2, "use_dora": true}"#, "use_dora"),
+        ("lorabias", r#"{"r": 2, "lora_bias": true}"#, "lora_bias"),
+        ("biasall", r#"{"r": 2, "bias": "all"}"#, "bias"),
+        ("biaslora", r#"{"r": 2, "bias": "lora_only"}"#, "lora_only"),
+    ] {
+        let dir = write_dir(name, cfg, &[(a_key, a()), (b_key, b())]);
+        let e = load_peft_adapter(&dir).unwrap_err();
+        assert!(
+            matches!(&e, PeftError::Unsupported { path, .. } if path.ends_with("adapter_config.json")),
+            "{name}: {e:?}"
+        );
+        assert!(e.to_string().contains(needle), "{name}: {e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // A `bias` that is not one of PEFT's values is a config error.
+    let dir = write_dir(
+        "biasbad",
+        r#"{"r": 2, "bias": "some"}"#,
+        &[(a_key, a()), (b_key, b())],
+    );
+    assert!(matches!(
+        load_peft_adapter(&dir).unwrap_err(),
+        PeftError::Config { .. }
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Tensors that change the maths, under a config that does not say so.
+    let vec3 = || T(Dtype::F32, vec![3], encode(&[1.0; 3], Dtype::F32));
+    for (name, key) in [
+        ("magnitude", "base_model.model.q_proj.lora_magnitude_vector"),
+        (
+            "magnitude_w",
+            "base_model.model.q_proj.lora_magnitude_vector.weight",
+        ),
+        ("bbias", "base_model.model.q_proj.lora_B.bias"),
+        ("basebias", "base_model.model.q_proj.base_layer.bias"),
+    ] {
+        let dir = write_dir(
+            name,
+            r#"{"r": 2}"#,
+            &[(a_key, a()), (b_key, b()), (key, vec3())],
+        );
+        let e = load_peft_adapter(&dir).unwrap_err();
+        assert!(
+            matches!(&e, PeftError::Unsupported { path, message }
+                if path.ends_with("adapter_model.safetensors") && message.contains(key)),
+            "{name}: {e:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
