@@ -22,8 +22,10 @@
 //! - Variants whose output is not `x·Wᵀ + scale·(x·Aᵀ)·Bᵀ` are refused with
 //!   [`PeftError::Unsupported`], not loaded as plain LoRA: DoRA (`use_dora`, or any
 //!   `lora_magnitude_vector` tensor), a bias on lora_B (`lora_bias`), base-layer biases trained
-//!   with the adapter (`bias` "all" / "lora_only", or any `.bias` tensor). Tensors of other
-//!   layer kinds (`lora_embedding_A/B`) are not linear modules and are not returned.
+//!   with the adapter (`bias` "all" / "lora_only"). The tensors of DoRA and `lora_bias`
+//!   (`lora_magnitude_vector`, a `lora_B` bias) are refused even when the config omits the
+//!   flag. Other tensors that are not a linear module's `lora_A` / `lora_B` weight (base
+//!   weights saved beside the adapter, embedding-layer factors `lora_embedding_A/B`) are skipped.
 //!
 //! Every failure is a [`PeftError`] naming the file and, where there is one, the tensor.
 
@@ -481,10 +483,12 @@ pub fn load_peft_files(config_path: &Path, tensors_path: &Path) -> Result<PeftAd
     let mut pairs: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     for name in st.names() {
         // Tensors that change the maths of the modules loaded (the config may not say so).
+        // Other tensors (base weights saved beside the adapter, embedding-layer factors) are
+        // not linear modules' LoRA terms and are skipped.
         let what = if name.contains(".lora_magnitude_vector") {
             Some("a DoRA magnitude vector")
-        } else if name.ends_with(".bias") {
-            Some("a bias trained with the adapter")
+        } else if name.contains(".lora_B") && name.ends_with(".bias") {
+            Some("a bias on lora_B (`lora_bias`)")
         } else {
             None
         };

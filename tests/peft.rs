@@ -469,7 +469,7 @@ fn variants_with_other_maths_are_refused() {
             "base_model.model.q_proj.lora_magnitude_vector.weight",
         ),
         ("bbias", "base_model.model.q_proj.lora_B.bias"),
-        ("basebias", "base_model.model.q_proj.base_layer.bias"),
+        ("bbias_named", "base_model.model.q_proj.lora_B.default.bias"),
     ] {
         let dir = write_dir(
             name,
@@ -482,6 +482,25 @@ fn variants_with_other_maths_are_refused() {
                 if path.ends_with("adapter_model.safetensors") && message.contains(key)),
             "{name}: {e:?}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // Tensors that are not LoRA terms of a linear module are skipped, not refused: base
+    // weights saved beside the adapter, an embedding layer's factors.
+    for (name, key) in [
+        ("basebias", "base_model.model.q_proj.base_layer.bias"),
+        (
+            "embedding",
+            "base_model.model.embed_tokens.lora_embedding_A",
+        ),
+    ] {
+        let dir = write_dir(
+            name,
+            r#"{"r": 2}"#,
+            &[(a_key, a()), (b_key, b()), (key, vec3())],
+        );
+        let ad = load_peft_adapter(&dir).unwrap();
+        assert_eq!(ad.modules.len(), 1, "{name}");
+        assert_eq!(ad.modules[0].name, "q_proj", "{name}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
