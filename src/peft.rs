@@ -481,7 +481,10 @@ pub fn load_peft_files(config_path: &Path, tensors_path: &Path) -> Result<PeftAd
 
     // module name → (A tensor name, B tensor name)
     let mut pairs: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
-    for name in st.names() {
+    // Sorted, so that which tensor an error names does not depend on the file's hash order.
+    let mut names = st.names();
+    names.sort();
+    for name in names {
         // Tensors that change the maths of the modules loaded (the config may not say so).
         // Other tensors (base weights saved beside the adapter, embedding-layer factors) are
         // not linear modules' LoRA terms and are skipped.
