@@ -22,9 +22,10 @@
 //! - Variants whose output is not `x·Wᵀ + scale·(x·Aᵀ)·Bᵀ` are refused with
 //!   [`PeftError::Unsupported`], not loaded as plain LoRA: DoRA (`use_dora`, or any
 //!   `lora_magnitude_vector` tensor), a bias on lora_B (`lora_bias`), base-layer biases trained
-//!   with the adapter (`bias` "all" / "lora_only"). The tensors of DoRA and `lora_bias`
-//!   (`lora_magnitude_vector`, a `lora_B` bias) are refused even when the config omits the
-//!   flag. Other tensors that are not a linear module's `lora_A` / `lora_B` weight (base
+//!   with the adapter (`bias` "all" / "lora_only" with a `.bias` tensor in the file; without
+//!   one, as for models whose layers have no bias, the adapter loads). The tensors of DoRA and
+//!   `lora_bias` (`lora_magnitude_vector`, a `lora_B` bias) are refused even when the config
+//!   omits the flag. Other tensors that are not a linear module's `lora_A` / `lora_B` weight (base
 //!   weights saved beside the adapter, embedding-layer factors `lora_embedding_A/B`) are skipped.
 //!
 //! Every failure is a [`PeftError`] naming the file and, where there is one, the tensor.
@@ -158,6 +159,12 @@ pub struct PeftConfig {
 impl PeftConfig {
     /// Parses the JSON text of `adapter_config.json` (`path` is only used in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, PeftError> {
+        Self::parse_full(text, path).map(|(c, _)| c)
+    }
+
+    /// As [`PeftConfig::parse`], and whether `bias` says the adapter trained base-layer biases
+    /// ("all" or "lora_only"): the loader then refuses any bias tensor it finds.
+    fn parse_full(text: &str, path: &Path) -> Result<(Self, bool), PeftError> {
         let err = |message: String| PeftError::Config {
             path: path.to_path_buf(),
             message,
@@ -204,21 +211,18 @@ impl PeftConfig {
                 "`lora_bias` is true: lora_B carries a bias, which this library does not apply",
             ));
         }
-        match obj.get("bias") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(b)) if b == "none" => {}
-            Some(Value::String(b)) if b == "all" || b == "lora_only" => {
-                return Err(unsupported(&format!(
-                    "`bias` is \"{b}\": the adapter trained base-layer biases, which this \
-                     loader does not return (only A and B)"
-                )))
-            }
+        // "all" / "lora_only": trained base biases are saved beside A and B, if the model has
+        // any (LLaMA-like models have none, and such an adapter loads as it is).
+        let trains_bias = match obj.get("bias") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(b)) if b == "none" => false,
+            Some(Value::String(b)) if b == "all" || b == "lora_only" => true,
             Some(v) => {
                 return Err(err(format!(
                     "`bias` must be \"none\", \"all\" or \"lora_only\", found {v}"
                 )))
             }
-        }
+        };
         let r = uint(
             "r",
             obj.get("r")
@@ -245,14 +249,15 @@ impl PeftConfig {
             .into_iter()
             .map(|(k, v)| Ok((k, num("alpha_pattern", &v)?)))
             .collect::<Result<_, PeftError>>()?;
-        Ok(PeftConfig {
+        let config = PeftConfig {
             r,
             lora_alpha,
             use_rslora: flag("use_rslora")?,
             fan_in_fan_out: flag("fan_in_fan_out")?,
             rank_pattern,
             alpha_pattern,
-        })
+        };
+        Ok((config, trains_bias))
     }
 
     /// The (rank, alpha) PEFT uses for `module`: the first pattern matching it, else the defaults.
@@ -471,7 +476,7 @@ pub fn load_peft_files(config_path: &Path, tensors_path: &Path) -> Result<PeftAd
         path: config_path.to_path_buf(),
         message: format!("not UTF-8: {e}"),
     })?;
-    let config = PeftConfig::parse(&text, config_path)?;
+    let (config, trains_bias) = PeftConfig::parse_full(&text, config_path)?;
     let bytes = read(tensors_path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| PeftError::Safetensors {
         path: tensors_path.to_path_buf(),
@@ -485,13 +490,15 @@ pub fn load_peft_files(config_path: &Path, tensors_path: &Path) -> Result<PeftAd
     let mut names = st.names();
     names.sort();
     for name in names {
-        // Tensors that change the maths of the modules loaded (the config may not say so).
-        // Other tensors (base weights saved beside the adapter, embedding-layer factors) are
-        // not linear modules' LoRA terms and are skipped.
+        // Tensors that change the maths of the modules loaded (DoRA's and lora_bias's even
+        // when the config does not say so). Other tensors (base weights saved beside the
+        // adapter, embedding-layer factors) are not linear modules' LoRA terms and are skipped.
         let what = if name.contains(".lora_magnitude_vector") {
             Some("a DoRA magnitude vector")
         } else if name.contains(".lora_B") && name.ends_with(".bias") {
             Some("a bias on lora_B (`lora_bias`)")
+        } else if trains_bias && name.ends_with(".bias") {
+            Some("a base-layer bias trained with the adapter (`bias` \"all\" / \"lora_only\")")
         } else {
             None
         };

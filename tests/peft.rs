@@ -436,8 +436,6 @@ fn variants_with_other_maths_are_refused() {
     for (name, cfg, needle) in [
         ("dora", r#"{"r": 2, "use_dora": true}"#, "use_dora"),
         ("lorabias", r#"{"r": 2, "lora_bias": true}"#, "lora_bias"),
-        ("biasall", r#"{"r": 2, "bias": "all"}"#, "bias"),
-        ("biaslora", r#"{"r": 2, "bias": "lora_only"}"#, "lora_only"),
     ] {
         let dir = write_dir(name, cfg, &[(a_key, a()), (b_key, b())]);
         let e = load_peft_adapter(&dir).unwrap_err();
@@ -446,6 +444,32 @@ fn variants_with_other_maths_are_refused() {
             "{name}: {e:?}"
         );
         assert!(e.to_string().contains(needle), "{name}: {e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // `bias` "all" / "lora_only": a bias tensor in the file is refused, naming it; without one
+    // (a model whose layers have no bias) the adapter loads.
+    let bias_t = || T(Dtype::F32, vec![3], encode(&[1.0; 3], Dtype::F32));
+    let base_bias = "base_model.model.q_proj.base_layer.bias";
+    for mode in ["all", "lora_only"] {
+        let cfg = format!(r#"{{"r": 2, "bias": "{mode}"}}"#);
+        let dir = write_dir(
+            &format!("bias_{mode}"),
+            &cfg,
+            &[(a_key, a()), (b_key, b()), (base_bias, bias_t())],
+        );
+        let e = load_peft_adapter(&dir).unwrap_err();
+        assert!(
+            matches!(&e, PeftError::Unsupported { path, message }
+                if path.ends_with("adapter_model.safetensors") && message.contains(base_bias)),
+            "{mode}: {e:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let dir = write_dir(
+            &format!("bias_{mode}_none"),
+            &cfg,
+            &[(a_key, a()), (b_key, b())],
+        );
+        assert_eq!(load_peft_adapter(&dir).unwrap().modules.len(), 1, "{mode}");
         let _ = std::fs::remove_dir_all(&dir);
     }
     // A `bias` that is not one of PEFT's values is a config error.
