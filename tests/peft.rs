@@ -418,74 +418,67 @@ fn malformed_adapters_are_typed_errors() {
 
 #[test]
 fn variants_with_other_maths_are_refused() {
-    let a = || T(Dtype::F32, vec![2, 4], encode(&[0.5; 8], Dtype::F32));
-    let b = || T(Dtype::F32, vec![3, 2], encode(&[0.5; 6], Dtype::F32));
     let a_key = "base_model.model.q_proj.lora_A.weight";
     let b_key = "base_model.model.q_proj.lora_B.weight";
+    // Writes an adapter of one q_proj module (and, if given, one extra 3-value tensor under
+    // `extra`), loads it, removes the directory and returns what loading gave.
+    let load = |name: &str, cfg: &str, extra: Option<&str>| {
+        let mut tensors = vec![
+            (
+                a_key,
+                T(Dtype::F32, vec![2, 4], encode(&[0.5; 8], Dtype::F32)),
+            ),
+            (
+                b_key,
+                T(Dtype::F32, vec![3, 2], encode(&[0.5; 6], Dtype::F32)),
+            ),
+        ];
+        if let Some(key) = extra {
+            tensors.push((key, T(Dtype::F32, vec![3], encode(&[1.0; 3], Dtype::F32))));
+        }
+        let dir = write_dir(name, cfg, &tensors);
+        let r = load_peft_adapter(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    };
+    let refused_in_tensors = |e: &PeftError, key: &str| {
+        matches!(e, PeftError::Unsupported { path, message }
+            if path.ends_with("adapter_model.safetensors") && message.contains(key))
+    };
 
     // Plain LoRA spelled out in full loads.
-    let dir = write_dir(
-        "plainflags",
-        r#"{"r": 2, "use_dora": false, "lora_bias": false, "bias": "none"}"#,
-        &[(a_key, a()), (b_key, b())],
-    );
-    assert_eq!(load_peft_adapter(&dir).unwrap().modules.len(), 1);
-    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = r#"{"r": 2, "use_dora": false, "lora_bias": false, "bias": "none"}"#;
+    assert_eq!(load("plainflags", cfg, None).unwrap().modules.len(), 1);
 
     // Config flags: refused before the tensors are read, naming the config file and the flag.
     for (name, cfg, needle) in [
         ("dora", r#"{"r": 2, "use_dora": true}"#, "use_dora"),
         ("lorabias", r#"{"r": 2, "lora_bias": true}"#, "lora_bias"),
     ] {
-        let dir = write_dir(name, cfg, &[(a_key, a()), (b_key, b())]);
-        let e = load_peft_adapter(&dir).unwrap_err();
+        let e = load(name, cfg, None).unwrap_err();
         assert!(
             matches!(&e, PeftError::Unsupported { path, .. } if path.ends_with("adapter_config.json")),
             "{name}: {e:?}"
         );
         assert!(e.to_string().contains(needle), "{name}: {e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
     // `bias` "all" / "lora_only": a bias tensor in the file is refused, naming it; without one
     // (a model whose layers have no bias) the adapter loads.
-    let bias_t = || T(Dtype::F32, vec![3], encode(&[1.0; 3], Dtype::F32));
     let base_bias = "base_model.model.q_proj.base_layer.bias";
     for mode in ["all", "lora_only"] {
         let cfg = format!(r#"{{"r": 2, "bias": "{mode}"}}"#);
-        let dir = write_dir(
-            &format!("bias_{mode}"),
-            &cfg,
-            &[(a_key, a()), (b_key, b()), (base_bias, bias_t())],
-        );
-        let e = load_peft_adapter(&dir).unwrap_err();
-        assert!(
-            matches!(&e, PeftError::Unsupported { path, message }
-                if path.ends_with("adapter_model.safetensors") && message.contains(base_bias)),
-            "{mode}: {e:?}"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-        let dir = write_dir(
-            &format!("bias_{mode}_none"),
-            &cfg,
-            &[(a_key, a()), (b_key, b())],
-        );
-        assert_eq!(load_peft_adapter(&dir).unwrap().modules.len(), 1, "{mode}");
-        let _ = std::fs::remove_dir_all(&dir);
+        let e = load(&format!("bias_{mode}"), &cfg, Some(base_bias)).unwrap_err();
+        assert!(refused_in_tensors(&e, base_bias), "{mode}: {e:?}");
+        let ad = load(&format!("bias_{mode}_none"), &cfg, None).unwrap();
+        assert_eq!(ad.modules.len(), 1, "{mode}");
     }
     // A `bias` that is not one of PEFT's values is a config error.
-    let dir = write_dir(
-        "biasbad",
-        r#"{"r": 2, "bias": "some"}"#,
-        &[(a_key, a()), (b_key, b())],
-    );
     assert!(matches!(
-        load_peft_adapter(&dir).unwrap_err(),
+        load("biasbad", r#"{"r": 2, "bias": "some"}"#, None).unwrap_err(),
         PeftError::Config { .. }
     ));
-    let _ = std::fs::remove_dir_all(&dir);
 
     // Tensors that change the maths, under a config that does not say so.
-    let vec3 = || T(Dtype::F32, vec![3], encode(&[1.0; 3], Dtype::F32));
     for (name, key) in [
         ("magnitude", "base_model.model.q_proj.lora_magnitude_vector"),
         (
@@ -495,36 +488,20 @@ fn variants_with_other_maths_are_refused() {
         ("bbias", "base_model.model.q_proj.lora_B.bias"),
         ("bbias_named", "base_model.model.q_proj.lora_B.default.bias"),
     ] {
-        let dir = write_dir(
-            name,
-            r#"{"r": 2}"#,
-            &[(a_key, a()), (b_key, b()), (key, vec3())],
-        );
-        let e = load_peft_adapter(&dir).unwrap_err();
-        assert!(
-            matches!(&e, PeftError::Unsupported { path, message }
-                if path.ends_with("adapter_model.safetensors") && message.contains(key)),
-            "{name}: {e:?}"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
+        let e = load(name, r#"{"r": 2}"#, Some(key)).unwrap_err();
+        assert!(refused_in_tensors(&e, key), "{name}: {e:?}");
     }
     // Tensors that are not LoRA terms of a linear module are skipped, not refused: base
     // weights saved beside the adapter, an embedding layer's factors.
     for (name, key) in [
-        ("basebias", "base_model.model.q_proj.base_layer.bias"),
+        ("basebias", base_bias),
         (
             "embedding",
             "base_model.model.embed_tokens.lora_embedding_A",
         ),
     ] {
-        let dir = write_dir(
-            name,
-            r#"{"r": 2}"#,
-            &[(a_key, a()), (b_key, b()), (key, vec3())],
-        );
-        let ad = load_peft_adapter(&dir).unwrap();
+        let ad = load(name, r#"{"r": 2}"#, Some(key)).unwrap();
         assert_eq!(ad.modules.len(), 1, "{name}");
         assert_eq!(ad.modules[0].name, "q_proj", "{name}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
