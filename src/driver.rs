@@ -5,8 +5,9 @@
 //! micro-kernel calls as a second K segment, so the LoRA term is accumulated in the same register
 //! tile and stored with it. Loops, outermost first:
 //!
-//! - threads: the d_out panels (or, if there are too few, the rows) are cut into one contiguous
-//!   chunk per thread. A K reduction is never split, so every output element is computed by the
+//! - threads: the d_out panels (or, if there are too few, the rows) are cut into contiguous
+//!   chunks that the threads pull from a queue, largest first (see [`MIN_CHUNK_DIV`]), or into
+//!   one chunk per thread when x outgrows half of L3 ([`even_chunks`]). A K reduction is never split, so every output element is computed by the
 //!   same instructions in the same order whatever the thread count: results are bitwise identical.
 //! - JC: NC columns of the chunk at a time.
 //! - PC: K blocks; W̃ panels are prepacked (`LoraLinear`), packed just in time per panel (one-shot
@@ -98,6 +99,29 @@ fn chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
         out.push(len);
         done += len;
         left -= u;
+    }
+    out
+}
+
+/// `n` cut into one chunk per thread, multiples of `unit` but the last, for a product whose x
+/// does not stay in cache from one chunk to the next. Each chunk walks its own JC blocks, and
+/// each JC block reads x's K block again; the guided queue's ~15 chunks at d_out 3072–4096
+/// make two to three times the passes over x of one chunk per thread. On a Zen 1 EPYC (8 MiB
+/// L3; in-process A/B runs, docs/PERFORMANCE.md, sixteenth session) one chunk per thread took
+/// 0.98–0.995 × the queue's time at 512–2048 rows with x of 6–16 MiB on 2 threads; with x in
+/// cache the queue's balance is worth more (2.6 % at 512 × 4096 on a 32 MiB-L3 Zen 3), so it
+/// stays there.
+fn even_chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
+    let per = n.div_ceil(unit.max(1)).div_ceil(threads.max(1)) * unit.max(1);
+    let mut out = Vec::new();
+    let mut done = 0;
+    while done < n {
+        let len = per.min(n - done);
+        out.push(len);
+        done += len;
+    }
+    if out.is_empty() {
+        out.push(0);
     }
     out
 }
@@ -334,8 +358,15 @@ impl Gemm<'_> {
         let flops = 2.0 * rows as f64 * n as f64 * (k + rank) as f64;
         let nt = threads_for(flops);
         let np = n.div_ceil(ks.nr);
+        // x that outgrows half of L3 (as W̃ does at `w_resident_max`) is read from memory on
+        // every pass: one chunk per thread (see `even_chunks`).
+        let x_bytes = rows.saturating_mul(k).saturating_mul(4);
         let tasks: Vec<Task<'_>> = if nt > 1 && np >= nt {
-            let widths = chunks(n, ks.nr, nt);
+            let widths = if x_bytes > ks.w_resident_max {
+                even_chunks(n, ks.nr, nt)
+            } else {
+                chunks(n, ks.nr, nt)
+            };
             let mut c0 = 0;
             y.split_cols_into(&widths)
                 .into_iter()
@@ -913,6 +944,76 @@ mod tests {
         let (a, b) = (run(&x, k), run(&xp, ld));
         assert!(a.iter().all(|v| v.is_finite()));
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
+    #[test]
+    fn even_chunks_are_one_per_thread_and_cover() {
+        for (n, unit, parts) in [
+            (0, 16, 2),
+            (1, 16, 2),
+            (100, 16, 2),
+            (3072, 16, 2),
+            (4096, 16, 3),
+            (7, 4, 8),
+        ] {
+            let c = even_chunks(n, unit, parts);
+            assert_eq!(c.iter().sum::<usize>(), n);
+            assert!(c.len() <= parts.max(1), "{c:?}");
+            assert!(c[..c.len() - 1].iter().all(|x| x % unit == 0));
+            assert!(c.windows(2).all(|w| w[0] >= w[1]), "{c:?}");
+        }
+        assert_eq!(even_chunks(4096, 16, 2), vec![2048, 2048]);
+        assert_eq!(even_chunks(100, 16, 2), vec![64, 36]);
+    }
+
+    #[test]
+    fn one_chunk_per_thread_gives_the_queues_bits() {
+        let ks = KernelSet::selected();
+        // Every x counts as outgrowing L3 here, so a split over threads is one chunk each.
+        let mut even = *ks;
+        even.w_resident_max = 0;
+        let even: &'static KernelSet = Box::leak(Box::new(even));
+        let (rows, k, n) = (3 * ks.mr + 2, 1500, 13 * ks.nr + 7);
+        let val = |i: usize, s: usize| ((i * 7919 + s * 104_729) % 251) as f32 / 125.0 - 1.0;
+        let x: Vec<f32> = (0..rows * k).map(|i| val(i, 1)).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| val(i, 2)).collect();
+        let run = |ks: &'static KernelSet, threads: usize| {
+            let mut y = vec![f32::NAN; rows * n];
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let view = MatMut::new(&mut y, rows, n, n).unwrap();
+                Gemm {
+                    ks,
+                    rows,
+                    k,
+                    n,
+                    x: &x,
+                    ldx: k,
+                    w: WSrc::Raw(&w),
+                    lora: LoraSpec::None,
+                    store: Store::Overwrite(None),
+                }
+                .run(view)
+                .unwrap();
+            });
+            y
+        };
+        assert!(
+            2.0 * (rows * n * k) as f64 >= PAR_MIN_FLOPS,
+            "too small to split"
+        );
+        let queue = run(ks, 2);
+        assert!(queue.iter().all(|v| v.is_finite()));
+        for (ks, threads) in [(even, 2), (even, 3), (ks, 1)] {
+            let y = run(ks, threads);
+            assert!(queue
+                .iter()
+                .zip(&y)
+                .all(|(p, q)| p.to_bits() == q.to_bits()));
+        }
     }
 
     #[test]
