@@ -946,21 +946,28 @@ mod tests {
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 
+    /// `c` covers `n` in multiples of `unit` (but the last), largest first.
+    fn assert_chunks(c: &[usize], n: usize, unit: usize) {
+        assert_eq!(c.iter().sum::<usize>(), n);
+        assert!(c[..c.len() - 1].iter().all(|x| x % unit == 0), "{c:?}");
+        assert!(c.windows(2).all(|w| w[0] >= w[1]), "{c:?}");
+    }
+
     #[test]
-    fn even_chunks_are_one_per_thread_and_cover() {
+    fn chunkings_are_aligned_and_cover() {
         for (n, unit, parts) in [
             (0, 16, 2),
             (1, 16, 2),
-            (100, 16, 2),
+            (100, 32, 2),
             (3072, 16, 2),
+            (3072, 32, 3),
             (4096, 16, 3),
             (7, 4, 8),
         ] {
-            let c = even_chunks(n, unit, parts);
-            assert_eq!(c.iter().sum::<usize>(), n);
-            assert!(c.len() <= parts.max(1), "{c:?}");
-            assert!(c[..c.len() - 1].iter().all(|x| x % unit == 0));
-            assert!(c.windows(2).all(|w| w[0] >= w[1]), "{c:?}");
+            assert_chunks(&chunks(n, unit, parts), n, unit);
+            let even = even_chunks(n, unit, parts);
+            assert_chunks(&even, n, unit);
+            assert!(even.len() <= parts, "{even:?}");
         }
         assert_eq!(even_chunks(4096, 16, 2), vec![2048, 2048]);
         assert_eq!(even_chunks(100, 16, 2), vec![64, 36]);
@@ -1013,22 +1020,6 @@ mod tests {
                 .iter()
                 .zip(&y)
                 .all(|(p, q)| p.to_bits() == q.to_bits()));
-        }
-    }
-
-    #[test]
-    fn chunks_are_aligned_and_cover() {
-        for (n, unit, parts) in [
-            (0, 32, 2),
-            (1, 32, 2),
-            (100, 32, 2),
-            (3072, 32, 3),
-            (7, 4, 8),
-        ] {
-            let c = chunks(n, unit, parts);
-            assert_eq!(c.iter().sum::<usize>(), n);
-            assert!(c[..c.len() - 1].iter().all(|x| x % unit == 0));
-            assert!(c.windows(2).all(|w| w[0] >= w[1]), "{c:?}");
         }
     }
 }
