@@ -7,8 +7,9 @@
 //!
 //! - threads: the d_out panels (or, if there are too few, the rows) are cut into contiguous
 //!   chunks that the threads pull from a queue, largest first (see [`MIN_CHUNK_DIV`]), or into
-//!   one chunk per thread when x outgrows half of L3 ([`even_chunks`]). A K reduction is never split, so every output element is computed by the
-//!   same instructions in the same order whatever the thread count: results are bitwise identical.
+//!   one chunk per thread when x outgrows half of L3 ([`even_chunks`]). A K reduction is never
+//!   split, so every output element is computed by the same instructions in the same order
+//!   whatever the thread count: results are bitwise identical.
 //! - JC: NC columns of the chunk at a time.
 //! - PC: K blocks; W̃ panels are prepacked (`LoraLinear`), packed just in time per panel (one-shot
 //!   call, one row block), or packed per (JC, PC) block (one-shot call, several row blocks).
