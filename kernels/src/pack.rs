@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Rows past the edge are packed as zeros, so the micro-kernel always reads full panels; it
-//! never stores those lanes. Packing is a transpose of NR × kc tiles: with AVX2 it runs as 8 × 8
-//! register transposes (the one-shot API packs W on every call, so this is on its hot path);
-//! elsewhere, and for edges, as scalar copies.
+//! never stores those lanes. Packing is a transpose of NR × kc tiles: with AVX-512 it runs as
+//! 16 × 16 register transposes, with AVX2 as 8 × 8 ones (the one-shot API packs W on every
+//! call, so this is on its hot path); on other paths, and for edges, as scalar copies. The
+//! selected path (`Isa::selected`, so `FUSED_LORA_ISA` lowers it) picks the transposes; every
+//! path packs the same bits.
 
 use crate::Isa;
 
@@ -134,6 +136,21 @@ pub fn pack_panels(
     width: usize,
     dst: &mut [f32],
 ) {
+    pack_panels_on(Isa::selected(), src, ld, n, k0, kc, width, dst);
+}
+
+/// [`pack_panels`] with the transposes of `isa` (if this CPU runs it; scalar otherwise).
+#[allow(clippy::too_many_arguments)]
+fn pack_panels_on(
+    isa: Isa,
+    src: &[f32],
+    ld: usize,
+    n: usize,
+    k0: usize,
+    kc: usize,
+    width: usize,
+    dst: &mut [f32],
+) {
     assert!(width > 0);
     let need = packed_len(n, kc, width).expect("packed size overflows");
     assert!(dst.len() >= need, "pack: dst too short");
@@ -142,12 +159,38 @@ pub fn pack_panels(
     }
     assert!(k0 + kc <= ld, "pack: columns out of range");
     assert!((n - 1) * ld + k0 + kc <= src.len(), "pack: src too short");
-    let simd = width.is_multiple_of(8) && Isa::Avx2.is_available();
+    let isa = isa.usable();
+    let wide = cfg!(target_arch = "x86_64") && isa == Isa::Avx512 && width.is_multiple_of(16);
+    let simd = cfg!(target_arch = "x86_64") && isa >= Isa::Avx2 && width.is_multiple_of(8);
     for (p, panel) in dst[..need].chunks_exact_mut(kc * width).enumerate() {
         let r0 = p * width;
         let valid = width.min(n - r0);
         let mut j = 0;
-        if simd {
+        if wide {
+            let (k16, j16) = (kc / 16 * 16, valid / 16 * 16);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F is available (`usable`). Rows r0..r0 + j16 ≤ r0 + valid ≤ n
+            // exist and columns k0..k0 + k16 ≤ k0 + kc ≤ ld, so every source read lies inside
+            // `src` ((n−1)·ld + k0 + kc ≤ len, asserted above); the k16 × j16 destination block
+            // lies inside this kc × width panel.
+            unsafe {
+                x86::pack_block16(
+                    src.as_ptr().add(r0 * ld + k0),
+                    ld,
+                    k16,
+                    j16,
+                    panel.as_mut_ptr(),
+                    width,
+                )
+            };
+            for jj in 0..j16 {
+                let row = &src[(r0 + jj) * ld + k0..][..kc];
+                for k in k16..kc {
+                    panel[k * width + jj] = row[k];
+                }
+            }
+            j = j16;
+        } else if simd {
             let (k8, j8) = (kc / 8 * 8, valid / 8 * 8);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 is available (checked above). Rows r0..r0 + j8 ≤ r0 + valid ≤ n exist
@@ -242,6 +285,82 @@ mod x86 {
                     transpose8x8(src.add(j * ld + kk), ld, dst.add(kk * width + j), width);
                 }
             }
+        }
+    }
+
+    /// The `k16 × j16` block of a panel (multiples of 16) as 16 × 16 transposes, 16 source
+    /// rows at a time over the whole block: each transpose reads one whole 64-byte line of 16
+    /// rows and writes 16 lines' worth of 16 columns, so no source line is visited twice (the
+    /// 8 × 8 transposes read each line in two halves, with 32 rows' lines in flight between
+    /// them at NR = 32) and 16 sequential row streams are what the hardware prefetchers see.
+    /// No software prefetch: on the Zen 4 test machine hints 2, 4 or 8 lines ahead gave
+    /// nothing measurable over none. Against [`pack_block`] (the one-shot call at the seed
+    /// shape, 1 thread, in-process A/B, 40 rounds): 0.934–0.937 × the call's time, where
+    /// not packing at all (wrong results, timing only) ran 0.834 ×; prefill512 and 2
+    /// threads unchanged (docs/PERFORMANCE.md, seventeenth session).
+    ///
+    /// # Safety
+    /// AVX-512F available; `src` readable for `j16` rows of `k16` at stride `ld`, `dst`
+    /// writable for `k16` rows of `j16` at stride `width`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_block16(
+        src: *const f32,
+        ld: usize,
+        k16: usize,
+        j16: usize,
+        dst: *mut f32,
+        width: usize,
+    ) {
+        for j in (0..j16).step_by(16) {
+            for k in (0..k16).step_by(16) {
+                transpose16x16(src.add(j * ld + k), ld, dst.add(k * width + j), width);
+            }
+        }
+    }
+
+    /// dst[k·ldd + i] = src[i·ld + k] for i, k in 0..16: 32-bit interleaves of row pairs,
+    /// 64-bit interleaves of those, then two rounds of 128-bit lane shuffles.
+    ///
+    /// # Safety
+    /// AVX-512F available; `src` readable for 16 rows of 16 at stride `ld`, `dst` writable for
+    /// 16 rows of 16 at stride `ldd`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn transpose16x16(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
+        // t[2p], t[2p + 1]: rows 2p and 2p + 1 interleaved, per 128-bit lane.
+        let mut t = [_mm512_setzero_ps(); 16];
+        for p in 0..8 {
+            let (a, b) = (
+                _mm512_loadu_ps(src.add(2 * p * ld)),
+                _mm512_loadu_ps(src.add((2 * p + 1) * ld)),
+            );
+            t[2 * p] = _mm512_unpacklo_ps(a, b);
+            t[2 * p + 1] = _mm512_unpackhi_ps(a, b);
+        }
+        // u[4g + q]: in lane L, column 4L + q of rows 4g..4g + 4.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for g in 0..4 {
+            let t0 = _mm512_castps_pd(t[4 * g]);
+            let t1 = _mm512_castps_pd(t[4 * g + 1]);
+            let t2 = _mm512_castps_pd(t[4 * g + 2]);
+            let t3 = _mm512_castps_pd(t[4 * g + 3]);
+            u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+            u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+            u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+            u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+        }
+        // Column 4L + q = lane L of u[q], u[4 + q], u[8 + q], u[12 + q], side by side.
+        for q in 0..4 {
+            // lanes (0, 2) and (1, 3) of the first two and of the last two
+            let v0 = _mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]);
+            let v1 = _mm512_shuffle_f32x4::<0xDD>(u[q], u[4 + q]);
+            let w0 = _mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]);
+            let w1 = _mm512_shuffle_f32x4::<0xDD>(u[8 + q], u[12 + q]);
+            let col = |c: usize, v: __m512| _mm512_storeu_ps(dst.add(c * ldd), v);
+            col(q, _mm512_shuffle_f32x4::<0x88>(v0, w0));
+            col(4 + q, _mm512_shuffle_f32x4::<0x88>(v1, w1));
+            col(8 + q, _mm512_shuffle_f32x4::<0xDD>(v0, w0));
+            col(12 + q, _mm512_shuffle_f32x4::<0xDD>(v1, w1));
         }
     }
 
@@ -348,17 +467,27 @@ mod tests {
             (37, 1024, 3, 1001, 16),
             (20, 2048, 0, 2048, 8),
             (70, 1024, 0, 1024, 32),
+            // 16 × 16 blocks with a k edge (kc 47) and a row edge (20 of a 32-wide panel).
+            (52, 64, 5, 47, 32),
+            (33, 768, 0, 768, 16),
         ] {
             let src: Vec<f32> = (0..n * ld).map(|i| i as f32).collect();
-            let mut dst = vec![f32::NAN; packed_len(n, kc, width).unwrap()];
-            pack_panels(&src, ld, n, k0, kc, width, &mut dst);
-            for p in 0..n.div_ceil(width) {
-                for k in 0..kc {
-                    for j in 0..width {
-                        let got = dst[p * kc * width + k * width + j];
-                        let r = p * width + j;
-                        let want = if r < n { src[r * ld + k0 + k] } else { 0.0 };
-                        assert_eq!(got.to_bits(), want.to_bits(), "n {n} p {p} k {k} j {j}");
+            // Every path this CPU runs (AVX-512 16 × 16, AVX2 8 × 8 transposes, scalar).
+            for isa in Isa::available() {
+                let mut dst = vec![f32::NAN; packed_len(n, kc, width).unwrap()];
+                pack_panels_on(isa, &src, ld, n, k0, kc, width, &mut dst);
+                for p in 0..n.div_ceil(width) {
+                    for k in 0..kc {
+                        for j in 0..width {
+                            let got = dst[p * kc * width + k * width + j];
+                            let r = p * width + j;
+                            let want = if r < n { src[r * ld + k0 + k] } else { 0.0 };
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{isa:?}: n {n} p {p} k {k} j {j}"
+                            );
+                        }
                     }
                 }
             }
