@@ -829,8 +829,14 @@ pub fn macro_kernel(
         let lean_max = (main.kc / 4).max(1);
         // A call that will run the lean loop (few hint lines per k step: many row tiles share
         // each panel) skips them where the CPU fills L1 on PREFETCHT2 (`ks.lean_hints`, see
-        // `blocking`); decode-like calls keep theirs.
-        let pf_per_call = if !ks.lean_hints && !side && pf_per_call <= lean_max {
+        // `blocking`), and over raw W rows (the one-shot call): its group of packed panels
+        // already fills ¾ of L2, so the next group's raw rows cannot stay there beside it and
+        // x; hinted, they only evicted both. Zen 4, in-process A/B, the one-shot call with the
+        // hints off: seed 0.964 × the time (1 thread), 0.991 (2), prefill512 0.966; forward
+        // (packed panels) with them off 1.010 at the seed shape, so those keep theirs
+        // (docs/PERFORMANCE.md, seventeenth session). Decode-like calls keep theirs.
+        let raw = matches!(main.b, Panels::Raw { .. });
+        let pf_per_call = if (!ks.lean_hints || raw) && !side && pf_per_call <= lean_max {
             0
         } else {
             pf_per_call
