@@ -726,8 +726,9 @@ pub fn macro_kernel(
     };
     if let (1, None, Panels::Packed(b1), Some(b2)) = (mc, per_row, main.b, packed_b2) {
         let a2 = lora.map_or(core::ptr::null(), |l| l.a.as_ptr());
-        // Panels are read in GEMV_STREAMS contiguous runs, one panel of each run per call.
-        let streams = GEMV_STREAMS.min(n_panels);
+        // Panels are read in `ks.gemv_streams` contiguous runs, one panel of each run per
+        // call.
+        let streams = ks.gemv_streams.clamp(1, GEMV_STREAMS).min(n_panels);
         let per = n_panels.div_ceil(streams);
         for i in 0..per {
             let mut args = GemvArgs {
@@ -1228,6 +1229,72 @@ mod tests {
                     .zip(&outs[1])
                     .all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "{isa:?} mc {mc}: lean hints changed the output");
+            }
+        }
+    }
+    /// The one-row kernel (decode through packed panels: `gemv_streams` runs side by side,
+    /// AVX-512 with ymm loads) must give the bits of the tile kernel: a one-row call against
+    /// the same row computed as row 0 of a two-row call, for every path, 1 to 9 panels (one
+    /// to several panels per run, a partial last panel), with and without segment 2, in
+    /// overwrite (bias / none) and accumulate mode.
+    #[test]
+    fn one_row_kernel_matches_the_tile_kernel() {
+        let mut rnd = uniform_source(17);
+        for isa in Isa::available() {
+            let ks = KernelSet::for_isa(isa);
+            let nr = ks.nr;
+            for panels in 1..=9usize {
+                let nc = panels * nr - usize::from(panels % 2 == 0) * 3;
+                let np = nc.div_ceil(nr);
+                for &(kc, k2) in &[(37usize, 5usize), (64, 0), (9, 16)] {
+                    let b1 = rnd(np * kc * nr);
+                    let b2 = rnd(np * k2 * nr);
+                    let bias = rnd(nc);
+                    let row = rnd(kc);
+                    let st = rnd(k2);
+                    let old = rnd(nc);
+                    for store in [
+                        Store::Overwrite(Some(&bias)),
+                        Store::Overwrite(None),
+                        Store::Accumulate,
+                    ] {
+                        let mut outs = Vec::new();
+                        for mc in [1usize, 2] {
+                            let a1: Vec<f32> = (0..mc).flat_map(|_| row.iter().copied()).collect();
+                            let a2: Vec<f32> = (0..mc).flat_map(|_| st.iter().copied()).collect();
+                            let mut c: Vec<f32> = if store == Store::Accumulate {
+                                (0..mc).flat_map(|_| old.iter().copied()).collect()
+                            } else {
+                                vec![f32::NAN; mc * nc]
+                            };
+                            let main = Segment {
+                                kc,
+                                a: &a1,
+                                lda: kc,
+                                b: Panels::Packed(&b1),
+                            };
+                            let lora = Lora::Shared(Segment {
+                                kc: k2,
+                                a: &a2,
+                                lda: k2,
+                                b: Panels::Packed(&b2),
+                            });
+                            let view = MatMut::new(&mut c, mc, nc, nc).expect("view");
+                            macro_kernel(ks, main, lora, store, view, 4, &[]);
+                            outs.push(c);
+                        }
+                        let mode = match store {
+                            Store::Overwrite(Some(_)) => "bias",
+                            Store::Overwrite(None) => "overwrite",
+                            Store::Accumulate => "accumulate",
+                        };
+                        let what = format!("{isa:?} panels {panels} kc {kc} k2 {k2} {mode}");
+                        for (j, (g, t)) in outs[0].iter().zip(&outs[1][..nc]).enumerate() {
+                            assert!(g.is_finite(), "{what}: column {j} not written");
+                            assert_eq!(g.to_bits(), t.to_bits(), "{what}: column {j}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -67,6 +67,13 @@ pub struct KernelSet {
     /// Whether calls on the lean k loop (compute-bound: many row tiles per W̃ panel) issue
     /// next-group L2 hints; decode-like calls always do (see [`blocking`]).
     pub lean_hints: bool,
+    /// Concurrent W̃ streams of the one-row kernel (decode through a `LoraLinear`): panels
+    /// read side by side per call, at most `gemm::GEMV_STREAMS`. Chosen so that each k step
+    /// reads 4 cache lines: 4 panels of 16 floats on AVX2 (Zen 3: 27–28 GB/s against 18.6–19
+    /// for one stream), 2 of 32 on AVX-512 (Zen 4, decode1 4096², in-process A/B with zmm
+    /// loads: 0.88–0.89 × the time of 4 streams on 1 thread, 0.95 on 2; 8 streams 1.04–1.12;
+    /// docs/PERFORMANCE.md, seventeenth session).
+    pub gemv_streams: usize,
     /// Small-rows kernel tile: x rows × W rows per call.
     pub dot_rx: usize,
     pub dot_jw: usize,
@@ -100,6 +107,7 @@ impl std::fmt::Debug for KernelSet {
             .field("mc_streamed", &self.mc_streamed)
             .field("w_resident_max", &self.w_resident_max)
             .field("lean_hints", &self.lean_hints)
+            .field("gemv_streams", &self.gemv_streams)
             .finish()
     }
 }
@@ -157,7 +165,7 @@ impl KernelSet {
 macro_rules! isa_kernels {
     ($name:ident, $isa:expr, $S:ty, [$($attr:meta),*],
      mr: $mr:literal, nv: $nv:literal, tight: $tight:literal, kc: $kc:literal, mc: $mc:literal, nc: $nc:literal,
-     rx: $rx:literal, jw: $jw:literal, ms: [$($m:literal)*], rxs: [$($r:literal)*]) => {
+     gs: $gs:literal, gemv: ($GS:ty, $gnv:literal), rx: $rx:literal, jw: $jw:literal, ms: [$($m:literal)*], rxs: [$($r:literal)*]) => {
         mod $name {
             use crate::dot::{dot_body, DotArgs, DotFn};
             use crate::gemm::{
@@ -189,7 +197,7 @@ macro_rules! isa_kernels {
 
             $(#[$attr])*
             unsafe fn gemv<const P: usize>(p: &GemvArgs) {
-                gemv_body::<$S, $nv, P>(p)
+                gemv_body::<$GS, $gnv, P>(p)
             }
 
             $(#[$attr])*
@@ -219,6 +227,7 @@ macro_rules! isa_kernels {
                 mc_streamed: $mc,
                 w_resident_max: usize::MAX,
                 lean_hints: true,
+                gemv_streams: $gs,
                 dot_rx: $rx,
                 dot_jw: $jw,
                 micro: &MICRO,
@@ -235,25 +244,33 @@ macro_rules! isa_kernels {
 
 // AVX-512: 12 × 32 tile = 24 zmm accumulators + 2 W vectors + 1 broadcast (of 32 registers).
 // KC cap 384 (measured at peak on Zen 4, shared/style.md); the cache rule gives 384 on 32 KiB L1.
+// The one-row kernel reads its 32-float panels as 4 ymm vectors per k step, 2 panels side by
+// side (8 accumulators): on Zen 4, decode1 4096² in 0.937 × the time of zmm loads on 1 thread,
+// 0.892 on 2 (in-process A/B, same bits; docs/PERFORMANCE.md, seventeenth session). Its 3- and
+// 4-panel instances are never called (`gs: 2`).
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(enable = "avx512f,avx2,fma")],
-    mr: 12, nv: 2, tight: true, kc: 384, mc: 480, nc: 3072, rx: 4, jw: 4,
+    mr: 12, nv: 2, tight: true, kc: 384, mc: 480, nc: 3072, gs: 2,
+    gemv: (crate::simd::Avx2, 4), rx: 4, jw: 4,
     ms: [1 2 3 4 5 6 7 8 9 10 11 12], rxs: [1 2 3 4]);
 
 // AVX2: 6 × 16 tile = 12 ymm accumulators + 2 W + 1 broadcast = 15 of 16 registers (4×24
 // spills and runs at half speed here). Small-rows tile 2 × 4: 8 accumulators + 6 loads.
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx2, crate::Isa::Avx2, crate::simd::Avx2, [target_feature(enable = "avx2,fma")],
-    mr: 6, nv: 2, tight: false, kc: 768, mc: 516, nc: 3072, rx: 2, jw: 4,
+    mr: 6, nv: 2, tight: false, kc: 768, mc: 516, nc: 3072, gs: 4,
+    gemv: (crate::simd::Avx2, 2), rx: 2, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2]);
 
 // NEON: 6 × 16 tile = 24 q accumulators + 4 W + 1 broadcast of 32 registers.
 #[cfg(target_arch = "aarch64")]
 isa_kernels!(neon, crate::Isa::Neon, crate::simd::Neon, [target_feature(enable = "neon")],
-    mr: 6, nv: 4, tight: true, kc: 768, mc: 240, nc: 3072, rx: 4, jw: 4,
+    mr: 6, nv: 4, tight: true, kc: 768, mc: 240, nc: 3072, gs: 4,
+    gemv: (crate::simd::Neon, 4), rx: 4, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2 3 4]);
 
 // Portable: `wide::f32x8`, 4 × 8 tile (on baseline x86-64 each f32x8 is two SSE registers).
 isa_kernels!(portable, crate::Isa::Portable, crate::simd::Portable, [],
-    mr: 4, nv: 1, tight: false, kc: 512, mc: 256, nc: 3072, rx: 2, jw: 2,
+    mr: 4, nv: 1, tight: false, kc: 512, mc: 256, nc: 3072, gs: 4,
+    gemv: (crate::simd::Portable, 1), rx: 2, jw: 2,
     ms: [1 2 3 4], rxs: [1 2]);

@@ -25,13 +25,15 @@ fn main() {
     for sh in shapes {
         let (rows, d_in, d_out, rank) = (sh[0], sh[1], sh[2], sh[3]);
         let x = rv(rows * d_in, 1, 2.0);
-        let w = rv(d_out * d_in, 2, 0.05);
+        let w0 = rv(d_out * d_in, 2, 0.05);
+        let mut wbuf = fused_lora_kernels::pack::AlignedBuf::zeroed_huge(d_out * d_in);
+        let w: &[f32] = if std::env::var("HUGEW").is_ok() { wbuf.as_mut_slice().copy_from_slice(&w0); wbuf.as_slice() } else { &w0 };
         let bias = rv(d_out, 3, 0.2);
         let a = rv(rank * d_in, 4, 0.05);
         let b = rv(d_out * rank, 5, 0.5);
         let layers: Vec<LoraLinear> = ids.iter().map(|&i| {
             AB_IDX.store(i, Ordering::Relaxed);
-            let mut l = LoraLinear::new(d_in, d_out, &w, Some(&bias)).unwrap();
+            let mut l = LoraLinear::new(d_in, d_out, w, Some(&bias)).unwrap();
             if rank > 0 { l.set_adapter(rank, &a, &b, 2.0).unwrap(); }
             l
         }).collect();
@@ -39,6 +41,7 @@ fn main() {
         let nv = specs.len();
         let mut ys: Vec<Vec<f32>> = (0..nv).map(|_| vec![f32::NAN; rows * d_out]).collect();
         let mut t: Vec<Vec<f64>> = (0..nv).map(|_| Vec::new()).collect();
+        let mut pks: Vec<Vec<f64>> = (0..nv).map(|_| Vec::new()).collect();
         for r in 0..rounds + 2 {
             for j in 0..nv {
                 let i = (j + r) % nv;
@@ -47,12 +50,13 @@ fn main() {
                 let s = Instant::now();
                 if mode == "fn" {
                     let ad = Adapter { a: &a, b: &b, scale: 2.0 };
-                    pool.install(|| lora_linear(dims, &x, &w, Some(&bias), ad, &mut ys[i])).unwrap();
+                    pool.install(|| lora_linear(dims, &x, w, Some(&bias), ad, &mut ys[i])).unwrap();
                 } else {
                     pool.install(|| layers[i].forward(rows, &x, &mut ys[i])).unwrap();
                 }
                 let e = s.elapsed().as_secs_f64() * 1e3;
-                if r >= 2 { t[i].push(e); }
+                let pk = fused_lora_kernels::AB_PACK_NS.swap(0, Ordering::Relaxed) as f64 * 1e-6;
+                if r >= 2 { t[i].push(e); pks[i].push(pk); }
             }
         }
         AB_IDX.store(0, Ordering::Relaxed);
@@ -64,7 +68,8 @@ fn main() {
             let ratios: Vec<f64> = t[i].iter().zip(&t[0]).map(|(a, b)| a / b).collect();
             let (q1, md, q3) = qs(ratios);
             let dmax = ys[0].iter().zip(&ys[i]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            println!("  {:>22}: {:.3} ms ({:.1} GFLOP/s); / first {:.3} (q {:.3}–{:.3}) maxdiff {:.1e}", specs[i], m, fl / m / 1e6, md, q1, q3, dmax);
+            let (_, pkm, _) = qs(pks[i].clone());
+            println!("  {:>22}: pack {:.3} ms; {:.3} ms ({:.1} GFLOP/s); / first {:.3} (q {:.3}–{:.3}) maxdiff {:.1e}", specs[i], pkm, m, fl / m / 1e6, md, q1, q3, dmax);
         }
     }
 }
