@@ -7,7 +7,8 @@
 //!
 //! - threads: the d_out panels (or, if there are too few, the rows) are cut into contiguous
 //!   chunks that the threads pull from a queue, largest first (see [`MIN_CHUNK_DIV`]), or into
-//!   one chunk per thread when x outgrows half of L3 ([`even_chunks`]). A K reduction is never
+//!   one chunk per thread when x outgrows half of L3 or the call is decode-like (at most
+//!   [`DECODE_MAX_ROWS`] rows; [`even_chunks`]). A K reduction is never
 //!   split, so every output element is computed by the same instructions in the same order
 //!   whatever the thread count: results are bitwise identical.
 //! - JC: NC columns of the chunk at a time.
@@ -40,6 +41,11 @@ const PAR_MIN_FLOPS: f64 = 4.0e6;
 /// at the end the 2-thread seed forward ran 2.5 % faster (4.44 vs 4.56 ms, 3 in-process A/B
 /// runs of 60 rounds), and long2048, prefill512 and decode were equal or faster.
 const MIN_CHUNK_DIV: usize = 64;
+
+/// Calls of at most this many rows are decode-like: W̃ streams from memory and sets their
+/// pace (the kernels' side-by-side hints cover the same rows), so they split d_out into one
+/// chunk per thread ([`even_chunks`]).
+const DECODE_MAX_ROWS: usize = 8;
 
 /// `y` (`rows × cols`, row-major, length already checked against `expected`) as an output
 /// view; the error only reports a length the caller's checks should have caught.
@@ -112,6 +118,13 @@ fn chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
 /// 0.98–0.995 × the queue's time at 512–2048 rows with x of 6–16 MiB on 2 threads; with x in
 /// cache the queue's balance is worth more (2.6 % at 512 × 4096 on a 32 MiB-L3 Zen 3), so it
 /// stays there.
+///
+/// Decode-like calls ([`DECODE_MAX_ROWS`]) take it too: they stream W̃ from memory once, and the
+/// queue's last chunks of one or two panels cut each thread's stream into short runs (and
+/// leave a group's side-by-side hints no whole next group to fetch). On the Zen 4 EPYC, 2
+/// threads, 4096², rank 16, in-process A/B against the queue (docs/PERFORMANCE.md, seventeenth
+/// session): rows 8 0.902–0.936 × the time (W̃ cold, two runs) and 0.931 (hot), rows 4 0.967
+/// (cold), rows 2 0.947 / 1.013 (hot / cold), rows 1 1.018 / 0.988.
 fn even_chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
     let per = n.div_ceil(unit.max(1)).div_ceil(threads.max(1)) * unit.max(1);
     let mut out = Vec::new();
@@ -360,10 +373,11 @@ impl Gemm<'_> {
         let nt = threads_for(flops);
         let np = n.div_ceil(ks.nr);
         // x that outgrows half of L3 (as W̃ does at `w_resident_max`) is read from memory on
-        // every pass: one chunk per thread (see `even_chunks`).
+        // every pass, and a decode-like call streams W̃ once: one chunk per thread (see
+        // `even_chunks`).
         let x_bytes = rows.saturating_mul(k).saturating_mul(4);
         let tasks: Vec<Task<'_>> = if nt > 1 && np >= nt {
-            let widths = if x_bytes > ks.w_resident_max {
+            let widths = if x_bytes > ks.w_resident_max || rows <= DECODE_MAX_ROWS {
                 even_chunks(n, ks.nr, nt)
             } else {
                 chunks(n, ks.nr, nt)

@@ -31,12 +31,16 @@ fn main() {
         let bias = rv(d_out, 3, 0.2);
         let a = rv(rank * d_in, 4, 0.05);
         let b = rv(d_out * rank, 5, 0.5);
-        let layers: Vec<LoraLinear> = ids.iter().map(|&i| {
+        let copies: usize = std::env::var("COLD").ok().map_or(1, |v| v.parse().unwrap());
+        let layers: Vec<Vec<LoraLinear>> = ids.iter().map(|&i| {
             AB_IDX.store(i, Ordering::Relaxed);
-            let mut l = LoraLinear::new(d_in, d_out, w, Some(&bias)).unwrap();
-            if rank > 0 { l.set_adapter(rank, &a, &b, 2.0).unwrap(); }
-            l
+            (0..copies).map(|_| {
+                let mut l = LoraLinear::new(d_in, d_out, w, Some(&bias)).unwrap();
+                if rank > 0 { l.set_adapter(rank, &a, &b, 2.0).unwrap(); }
+                l
+            }).collect()
         }).collect();
+        let mut rot = 0usize;
         let dims = Dims { rows, d_in, d_out, rank };
         let nv = specs.len();
         let mut ys: Vec<Vec<f32>> = (0..nv).map(|_| vec![f32::NAN; rows * d_out]).collect();
@@ -52,7 +56,9 @@ fn main() {
                     let ad = Adapter { a: &a, b: &b, scale: 2.0 };
                     pool.install(|| lora_linear(dims, &x, w, Some(&bias), ad, &mut ys[i])).unwrap();
                 } else {
-                    pool.install(|| layers[i].forward(rows, &x, &mut ys[i])).unwrap();
+                    rot += 1;
+                    let l = &layers[i][rot % copies];
+                    pool.install(|| l.forward(rows, &x, &mut ys[i])).unwrap();
                 }
                 let e = s.elapsed().as_secs_f64() * 1e3;
                 let pk = fused_lora_kernels::AB_PACK_NS.swap(0, Ordering::Relaxed) as f64 * 1e-6;
