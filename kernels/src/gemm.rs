@@ -1173,6 +1173,36 @@ mod tests {
         }
     }
 
+    /// One macro-kernel call over packed panels with a shared LoRA segment: rows `a1` (depth
+    /// `k.0`) against panels `b1`, then `a2` (depth `k.1`) against `b2`, into `c` (`mn.0` ×
+    /// `mn.1`, dense), in groups of `gn.0` panels, hinting `gn.1` after the last group.
+    #[allow(clippy::too_many_arguments)]
+    fn shared_call(
+        ks: &KernelSet,
+        k: (usize, usize),
+        (a1, b1): (&[f32], &[f32]),
+        (a2, b2): (&[f32], &[f32]),
+        store: Store<'_>,
+        c: &mut [f32],
+        mn: (usize, usize),
+        gn: (usize, &[f32]),
+    ) {
+        let main = Segment {
+            kc: k.0,
+            a: a1,
+            lda: k.0,
+            b: Panels::Packed(b1),
+        };
+        let lora = Lora::Shared(Segment {
+            kc: k.1,
+            a: a2,
+            lda: k.1,
+            b: Panels::Packed(b2),
+        });
+        let view = MatMut::new(c, mn.0, mn.1, mn.1).expect("view");
+        macro_kernel(ks, main, lora, store, view, gn.0, gn.1);
+    }
+
     /// Whether compute-bound calls issue next-group hints (`KernelSet::lean_hints`, per CPU)
     /// must not change a single bit: hints only move lines between caches. Row counts from 1
     /// to 40 take every route (lean, fine, side); several groups and a `next` region exercise
@@ -1199,28 +1229,9 @@ mod tests {
                         ..*base
                     };
                     let mut c = vec![f32::NAN; mc * nc];
-                    let main = Segment {
-                        kc,
-                        a: &a1,
-                        lda: kc,
-                        b: Panels::Packed(&b1),
-                    };
-                    let lora = Lora::Shared(Segment {
-                        kc: k2,
-                        a: &a2,
-                        lda: k2,
-                        b: Panels::Packed(&b2),
-                    });
-                    let view = MatMut::new(&mut c, mc, nc, nc).expect("view");
-                    macro_kernel(
-                        &ks,
-                        main,
-                        lora,
-                        Store::Overwrite(Some(&bias)),
-                        view,
-                        2,
-                        &next,
-                    );
+                    let store = Store::Overwrite(Some(&bias));
+                    let (x, st) = ((&a1[..], &b1[..]), (&a2[..], &b2[..]));
+                    shared_call(&ks, (kc, k2), x, st, store, &mut c, (mc, nc), (2, &next));
                     outs.push(c);
                 }
                 assert!(outs[0].iter().all(|v| v.is_finite()), "{isa:?} mc {mc}");
@@ -1267,20 +1278,8 @@ mod tests {
                             } else {
                                 vec![f32::NAN; mc * nc]
                             };
-                            let main = Segment {
-                                kc,
-                                a: &a1,
-                                lda: kc,
-                                b: Panels::Packed(&b1),
-                            };
-                            let lora = Lora::Shared(Segment {
-                                kc: k2,
-                                a: &a2,
-                                lda: k2,
-                                b: Panels::Packed(&b2),
-                            });
-                            let view = MatMut::new(&mut c, mc, nc, nc).expect("view");
-                            macro_kernel(ks, main, lora, store, view, 4, &[]);
+                            let (x, s) = ((&a1[..], &b1[..]), (&a2[..], &b2[..]));
+                            shared_call(ks, (kc, k2), x, s, store, &mut c, (mc, nc), (4, &[]));
                             outs.push(c);
                         }
                         let mode = match store {

@@ -165,58 +165,42 @@ fn pack_panels_on(
     for (p, panel) in dst[..need].chunks_exact_mut(kc * width).enumerate() {
         let r0 = p * width;
         let valid = width.min(n - r0);
-        let mut j = 0;
-        if wide {
-            let (k16, j16) = (kc / 16 * 16, valid / 16 * 16);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F is available (`usable`). Rows r0..r0 + j16 ≤ r0 + valid ≤ n
-            // exist and columns k0..k0 + k16 ≤ k0 + kc ≤ ld, so every source read lies inside
-            // `src` ((n−1)·ld + k0 + kc ≤ len, asserted above); the k16 × j16 destination block
-            // lies inside this kc × width panel.
-            unsafe {
-                x86::pack_block16(
-                    src.as_ptr().add(r0 * ld + k0),
-                    ld,
-                    k16,
-                    j16,
-                    panel.as_mut_ptr(),
-                    width,
-                )
-            };
-            for jj in 0..j16 {
-                let row = &src[(r0 + jj) * ld + k0..][..kc];
-                for k in k16..kc {
-                    panel[k * width + jj] = row[k];
-                }
-            }
-            j = j16;
+        // The largest block of whole transposes (16 × 16 or 8 × 8); the rest by copies.
+        let t = if wide {
+            16
         } else if simd {
-            let (k8, j8) = (kc / 8 * 8, valid / 8 * 8);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 is available (checked above). Rows r0..r0 + j8 ≤ r0 + valid ≤ n exist
-            // and columns k0..k0 + k8 ≤ k0 + kc ≤ ld, so every source read lies inside `src`
-            // ((n−1)·ld + k0 + kc ≤ len, asserted above); the k8 × j8 destination block lies
-            // inside this kc × width panel.
+            8
+        } else {
+            1
+        };
+        let (kt, jt) = if t > 1 {
+            (kc / t * t, valid / t * t)
+        } else {
+            (0, 0)
+        };
+        #[cfg(target_arch = "x86_64")]
+        if kt > 0 && jt > 0 {
+            let (from, to) = (src.as_ptr().wrapping_add(r0 * ld + k0), panel.as_mut_ptr());
+            // SAFETY: the path's instructions are available (`usable` above: AVX-512F for
+            // `wide`, AVX2 for `simd`). Rows r0..r0 + jt ≤ r0 + valid ≤ n exist and columns
+            // k0..k0 + kt ≤ k0 + kc ≤ ld, so every source read lies inside `src`
+            // ((n−1)·ld + k0 + kc ≤ len, asserted above; `from` is in bounds); the kt × jt
+            // destination block lies inside this kc × width panel.
             unsafe {
-                x86::pack_block(
-                    src.as_ptr().add(r0 * ld + k0),
-                    ld,
-                    valid,
-                    k8,
-                    j8,
-                    panel.as_mut_ptr(),
-                    width,
-                )
-            };
-            for jj in 0..j8 {
-                let row = &src[(r0 + jj) * ld + k0..][..kc];
-                for k in k8..kc {
-                    panel[k * width + jj] = row[k];
+                if wide {
+                    x86::pack_block16(from, ld, kt, jt, to, width);
+                } else {
+                    x86::pack_block(from, ld, valid, kt, jt, to, width);
                 }
             }
-            j = j8;
         }
-        for jj in j..valid {
+        for jj in 0..jt {
+            let row = &src[(r0 + jj) * ld + k0..][..kc];
+            for k in kt..kc {
+                panel[k * width + jj] = row[k];
+            }
+        }
+        for jj in jt..valid {
             let row = &src[(r0 + jj) * ld + k0..][..kc];
             for (k, &v) in row.iter().enumerate() {
                 panel[k * width + jj] = v;

@@ -32,8 +32,9 @@ fn main() {
         let a = rv(rank * d_in, 4, 0.05);
         let b = rv(d_out * rank, 5, 0.5);
         let copies: usize = std::env::var("COLD").ok().map_or(1, |v| v.parse().unwrap());
-        let layers: Vec<Vec<LoraLinear>> = ids.iter().map(|&i| {
+        let layers: Vec<Vec<LoraLinear>> = ids.iter().zip(&flags).map(|(&i, &fl)| {
             AB_IDX.store(i, Ordering::Relaxed);
+            fused_lora_kernels::AB_FLAGS.store(fl, Ordering::Relaxed);
             (0..copies).map(|_| {
                 let mut l = LoraLinear::new(d_in, d_out, w, Some(&bias)).unwrap();
                 if rank > 0 { l.set_adapter(rank, &a, &b, 2.0).unwrap(); }
