@@ -166,17 +166,10 @@ fn pack_panels_on(
         let r0 = p * width;
         let valid = width.min(n - r0);
         // The largest block of whole transposes (16 × 16 or 8 × 8); the rest by copies.
-        let t = if wide {
-            16
-        } else if simd {
-            8
-        } else {
-            1
-        };
-        let (kt, jt) = if t > 1 {
-            (kc / t * t, valid / t * t)
-        } else {
-            (0, 0)
+        let (kt, jt) = match (wide, simd) {
+            (true, _) => (kc / 16 * 16, valid / 16 * 16),
+            (false, true) => (kc / 8 * 8, valid / 8 * 8),
+            _ => (0, 0),
         };
         #[cfg(target_arch = "x86_64")]
         if kt > 0 && jt > 0 {
@@ -194,15 +187,11 @@ fn pack_panels_on(
                 }
             }
         }
-        for jj in 0..jt {
+        // Copies: columns kt.. of the transposed rows, every column of the others.
+        for jj in 0..valid {
             let row = &src[(r0 + jj) * ld + k0..][..kc];
-            for k in kt..kc {
-                panel[k * width + jj] = row[k];
-            }
-        }
-        for jj in jt..valid {
-            let row = &src[(r0 + jj) * ld + k0..][..kc];
-            for (k, &v) in row.iter().enumerate() {
+            let from = if jj < jt { kt } else { 0 };
+            for (k, &v) in row.iter().enumerate().skip(from) {
                 panel[k * width + jj] = v;
             }
         }
