@@ -6,7 +6,9 @@
 //!
 //! Per shape and thread count (ids `shape/threads/variant`):
 //! - `fused_layer`:   `LoraLinear::forward` (weights packed once)
-//! - `fused_fn`:      `lora_linear` (packs W during the call, or reads it in place for ≤ 32 rows)
+//! - `fused_fn`:      `lora_linear` (W read in place: as yᵀ's broadcast operand when the
+//!   swapped path takes the shape, by the small-rows kernel up to 32 rows; else packed during
+//!   the call)
 //! - `fused_rank0`:   `LoraLinear::forward` without adapter (the LoRA overhead's denominator)
 //! - `unfused_mm`, `unfused_gemm`: bias + base GEMM + shrink + expand as three calls
 //! - `base_mm`, `base_gemm`: the peers' base GEMM alone (x·Wᵀ)

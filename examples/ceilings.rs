@@ -386,7 +386,7 @@ fn main() {
         ),
         (
             "lora_linear, rank r",
-            "the one-shot call (packs W per call, or reads it in place up to 32 rows), back to back",
+            "the one-shot call (W read in place as yᵀ's broadcast operand, by the small-rows kernel, or packed per call), back to back",
             Unit::Flops,
             Box::new(|| {
                 let ad = Adapter::new(&a, &b, lora_scale(16.0, rank));

@@ -210,7 +210,9 @@ fn main() {
             Box::new(move |c, y| layers[c].forward(rows, x, y).expect("forward")),
         ),
         (
-            if rows <= fused_lora::SMALL_ROWS {
+            if kern.swapped_one_shot(rows, o.dims.d_in) {
+                "fused-lora lora_linear (W in place, yᵀ)"
+            } else if rows <= fused_lora::SMALL_ROWS {
                 "fused-lora lora_linear (reads W in place)"
             } else {
                 "fused-lora lora_linear (packs per call)"

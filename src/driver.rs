@@ -92,7 +92,7 @@ pub(crate) fn k_blocks(k: usize, kc: usize) -> Vec<(usize, usize)> {
 
 /// `n` cut into chunks for `threads` workers (see [`MIN_CHUNK_DIV`]): multiples of `unit` but
 /// the last, largest first, covering `n`. One chunk for one thread.
-fn chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
+pub(crate) fn chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
     let units = n.div_ceil(unit.max(1));
     if threads <= 1 || units <= 1 {
         return vec![n];
@@ -143,7 +143,7 @@ fn even_chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
 /// Runs `f` on every item, `threads` workers pulling items in order from a shared queue (so
 /// the large chunks go first, and a worker that starts late just takes fewer). On one
 /// thread, or one item, runs them here in order.
-fn run_queue<T: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) + Sync) {
+pub(crate) fn run_queue<T: Send>(items: Vec<T>, threads: usize, f: impl Fn(T) + Sync) {
     if threads <= 1 || items.len() <= 1 {
         items.into_iter().for_each(f);
         return;

@@ -49,6 +49,7 @@ mod mixed;
 #[cfg(feature = "peft")]
 pub mod peft;
 pub mod reference;
+mod swapped;
 
 pub use dims::{lora_scale, rslora_scale, Adapter, Dims};
 pub use error::LoraError;
@@ -68,8 +69,9 @@ use error::expect_len;
 use fused_lora_kernels::{KernelSet, Store};
 
 /// Up to this many rows the one-shot [`lora_linear`] reads W in place with the small-rows
-/// (dot-product) kernel instead of packing it: packing costs a read and a write of W, which
-/// only pays off when enough rows reuse each packed panel. On a Zen 1 EPYC (in-process A/B
+/// (dot-product) kernel instead of packing it (unless it takes the swapped path, see
+/// [`Kernels::swapped_one_shot`]): packing costs a read and a write of W, which only pays off
+/// when enough rows reuse each packed panel. On a Zen 1 EPYC (in-process A/B
 /// against 8, docs/PERFORMANCE.md, ninth session) reading in place took 0.59–0.95 × the time
 /// at 12–32 rows (768 → 1024 / 3072 and 4096 → 4096, 1 and 2 threads), 0.95–0.99 × at 48,
 /// and was mixed at 64 (1.01 × over a 9 MiB W, 0.87 × over 64 MiB).
@@ -132,6 +134,16 @@ impl Kernels {
         self.ks.lean_hints
     }
 
+    /// Whether [`lora_linear`] with `rows` rows and this `d_in` reads W in place as the
+    /// micro-kernel's broadcast operand and computes yᵀ (the swapped path: no pass packing W,
+    /// see docs/DESIGN.md) rather than packing W into panels or running the small-rows
+    /// kernel: for 9 to `packed_blocks().0` rows whose NR-row panels are nearly full, when
+    /// d_in does not put a tile's W rows into one L1 set. Either way the results are the same
+    /// bits as [`LoraLinear::forward`]'s.
+    pub fn swapped_one_shot(&self, rows: usize, d_in: usize) -> bool {
+        swapped::swaps(self.ks, rows, d_in)
+    }
+
     pub(crate) fn set(&self) -> &'static KernelSet {
         self.ks
     }
@@ -160,10 +172,15 @@ impl Kernels {
         let mut t = vec![0.0f32; s.t];
         let y = y_view(y, rows, d_out, s.y)?;
         let op = dims.flops();
-        if rows <= SMALL_ROWS {
+        // W read in place: as the broadcast operand of yᵀ, or by the small-rows kernel.
+        let swap = self.swapped_one_shot(rows, d_in);
+        if swap || rows <= SMALL_ROWS {
             shrink(ks, rows, d_in, rank, x, d_in, adapter.a, None, &mut t, op)?;
             for v in &mut t {
                 *v *= adapter.scale;
+            }
+            if swap {
+                return swapped::run(ks, rows, d_in, d_out, rank, x, w, &t, adapter.b, bias, y);
             }
             small_rows(ks, rows, d_in, d_out, rank, x, w, &t, adapter.b, bias, y);
             return Ok(());

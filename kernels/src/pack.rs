@@ -10,10 +10,12 @@
 //! Rows past the edge are packed as zeros, so the micro-kernel always reads full panels; it
 //! never stores those lanes. Packing is a transpose of NR × kc tiles: with AVX-512 it runs as
 //! 16 × 16 register transposes, with AVX2 as 8 × 8 ones (the one-shot API packs W on every
-//! call, so this is on its hot path); on other paths, and for edges, as scalar copies. The
+//! call that does not take the swapped path, and that path transposes yᵀ into y with the same
+//! transposes, [`transpose_into`]); on other paths, and for edges, as scalar copies. The
 //! selected path (`Isa::selected`, so `FUSED_LORA_ISA` lowers it) picks the transposes; every
 //! path packs the same bits.
 
+use crate::mat::MatMut;
 use crate::Isa;
 
 /// A zeroed f32 buffer whose usable part starts on a 64-byte cache line, so that no panel load
@@ -199,6 +201,58 @@ fn pack_panels_on(
             for k in 0..kc {
                 panel[k * width + valid..(k + 1) * width].fill(0.0);
             }
+        }
+    }
+}
+
+/// `dst[i][j] = src[j·ld + i]` for every element of `dst` (`r × c`): the transpose of `c`
+/// source rows of `r` values each, written into a strided output rectangle. The one-shot
+/// call with W as the broadcast operand computes yᵀ a block of features at a time and
+/// writes each block into y's columns with this (see `fused_lora`'s `swapped` module).
+/// The same transposes as [`pack_panels`] on the selected path; every path writes the same
+/// bits.
+///
+/// Panics if `src` is too short for `c` rows of `r` at stride `ld`, or `r > ld` (internal
+/// misuse; the public crate validates lengths first).
+pub fn transpose_into(src: &[f32], ld: usize, dst: MatMut<'_>) {
+    transpose_into_on(Isa::selected(), src, ld, dst);
+}
+
+/// [`transpose_into`] with the transposes of `isa` (if this CPU runs it; scalar otherwise).
+fn transpose_into_on(isa: Isa, src: &[f32], ld: usize, mut dst: MatMut<'_>) {
+    let (r, c) = (dst.rows(), dst.cols());
+    if r == 0 || c == 0 {
+        return;
+    }
+    assert!(r <= ld, "transpose: rows out of range");
+    assert!((c - 1) * ld + r <= src.len(), "transpose: src too short");
+    let isa = isa.usable();
+    // The largest block of whole 16 × 16 (AVX-512) or 8 × 8 (AVX2) transposes.
+    let (it, jt) = match isa {
+        Isa::Avx512 if cfg!(target_arch = "x86_64") => (r / 16 * 16, c / 16 * 16),
+        Isa::Avx2 if cfg!(target_arch = "x86_64") => (r / 8 * 8, c / 8 * 8),
+        _ => (0, 0),
+    };
+    #[cfg(target_arch = "x86_64")]
+    if it > 0 && jt > 0 {
+        let (from, ldd, to) = (src.as_ptr(), dst.ld(), dst.ptr_at(0, 0));
+        // SAFETY: the path's instructions are available (`usable` above). Source rows
+        // 0..jt ≤ c hold columns 0..it ≤ r inside `src` ((c−1)·ld + r ≤ len, asserted), and
+        // the destination block of rows 0..it, columns 0..jt lies inside `dst`'s rectangle.
+        unsafe {
+            if isa == Isa::Avx512 {
+                x86::pack_block16(from, ld, it, jt, to, ldd);
+            } else {
+                x86::pack_block(from, ld, jt, it, jt, to, ldd);
+            }
+        }
+    }
+    // The edges: rows it.. of the transposed columns, every row of the others.
+    for i in 0..r {
+        let out = dst.row_mut(i);
+        let from = if i < it { jt } else { 0 };
+        for (j, o) in out.iter_mut().enumerate().skip(from) {
+            *o = src[j * ld + i];
         }
     }
 }
@@ -424,6 +478,42 @@ mod tests {
                 let c = b.clone();
                 assert_eq!(c.as_slice().as_ptr() as usize % 64, 0);
                 assert!(c.as_slice().iter().all(|&v| v == 1.5));
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_into_writes_exactly_the_rectangle() {
+        // (r, c, ld, dst ld): whole 16 × 16 and 8 × 8 blocks, edges on both sides, one row.
+        for &(r, c, ld, ldd) in &[
+            (160usize, 192usize, 160usize, 3072usize),
+            (37, 45, 40, 50),
+            (16, 16, 16, 16),
+            (1, 9, 3, 9),
+            (24, 7, 30, 8),
+            (33, 100, 33, 101),
+        ] {
+            let src: Vec<f32> = (0..c * ld).map(|i| i as f32 + 0.5).collect();
+            for isa in Isa::available() {
+                // Two rows beyond the rectangle's and ldd − c columns beside it stay NaN.
+                let mut buf = vec![f32::NAN; (r + 2) * ldd];
+                let dst = MatMut::new(&mut buf, r, c, ldd).unwrap();
+                transpose_into_on(isa, &src, ld, dst);
+                for i in 0..r + 2 {
+                    for j in 0..ldd {
+                        let got = buf[i * ldd + j];
+                        if i < r && j < c {
+                            let want = src[j * ld + i];
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{isa:?} {r}×{c}: ({i}, {j})"
+                            );
+                        } else {
+                            assert!(got.is_nan(), "{isa:?} {r}×{c}: wrote ({i}, {j})");
+                        }
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,207 @@
+//! The one-shot call with W as the broadcast operand: yᵀ = W·xᵀ + B·(scale·t)ᵀ, then y.
+//!
+//! [`lora_linear`](crate::lora_linear) reads W as the caller holds it, `[d_out, d_in]`
+//! row-major, on every call. The packed path transposes each W block into NR-wide panels
+//! first, a pass over all of W per call; at 160 rows (the seed shape) on the Zen 4 test
+//! machine that pass cost 8–17 % of the call. Here x and W swap roles: x, the small operand
+//! (rows × d_in), is packed into NR-row panels once per call ("x̃"), and W's rows are read in
+//! place as the micro-kernel's broadcast operand (MR rows of W per tile: the same kernels,
+//! with `lda = d_in`). The LoRA expand rides in the same register tiles: B `[d_out, rank]` is
+//! row-major like W, so its rows are the second segment's broadcast operand against
+//! scale·t packed the same way. The kernels then produce yᵀ, one block of [`mcw`] features at
+//! a time into a buffer that stays in L2, and [`transpose_into`] writes the block into y's
+//! columns (each y row receives `mcw·4` bytes, whole cache lines). Loops: threads over d_out
+//! chunks; per chunk, blocks of `mcw` features (JC); per block the K blocks (PC); the
+//! macro-kernel's tiles of MR features (IR) walk all x̃ panels (JR).
+//!
+//! Bits: every element is the same FMA chain as on the packed path (the products commute; the
+//! same K blocks, the LoRA segment after the last one; the bias is the first block's starting
+//! value), so results equal `LoraLinear::forward`'s and the packed one-shot call's, bit for
+//! bit, whatever the thread count.
+//!
+//! When ([`swaps`]): x̃ must stay in L2 (a K block of it in half of L2: at most `mc_packed`
+//! rows), the x̃ panels must be nearly full (the kernel computes whole NR-row panels, so 48
+//! rows at NR 32 would cost 64 rows' work), and the MR rows of W one tile reads must not fall
+//! into one L1 set (rows a multiple of 4 KiB apart — d_in 1024, 2048, 3072, 4096, ... — at
+//! AVX-512's MR 12). It also takes calls of 9–32 rows from the small-rows kernel when their
+//! panels are full (30–32 rows at NR 32). Measured on the Zen 4: see [`swaps`].
+
+use crate::driver::{chunks, k_blocks, run_queue, threads_for};
+use crate::error::{add, mul, LoraError};
+use fused_lora_kernels::pack::{pack_panels, packed_len, transpose_into, AlignedBuf};
+use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
+use std::cell::RefCell;
+
+/// The most rows of one MR-row tile of W whose lines may share an L1 set (same 64-byte slot
+/// modulo 4 KiB: the set index of the virtually indexed L1s of current x86 and Arm cores).
+/// An 8-way L1 holds 6 beside the x̃ panel's lines. Zen 4, AVX-512 (MR 12), 160 rows → 3072,
+/// the swapped call ÷ `forward`: d_in 768 (3 rows per set) 0.98–0.99, 1536 (6) 1.01–1.02,
+/// 4096 (12) 1.33–1.39.
+const MAX_ROWS_PER_SET: usize = 6;
+
+/// Features per yᵀ block: 16 tiles of MR (192 at AVX-512's MR 12: a 160-row yᵀ block is
+/// 120 KiB, and each y row receives 768 bytes per block). 8 and 32 tiles ran within ±1 %.
+fn mcw(ks: &KernelSet) -> usize {
+    16 * ks.mr
+}
+
+/// Calls of at most this many rows never take the swapped path: decode-like calls stream W
+/// through the small-rows kernel, and their x̃ panels would be mostly padding.
+const MIN_ROWS: usize = 8;
+
+/// Whether a one-shot call of `rows × d_in` takes the swapped path (see the module doc): more
+/// than [`MIN_ROWS`] rows and at most `mc_packed`, x̃ panels at most 1/12 padding, and at
+/// most [`MAX_ROWS_PER_SET`] rows of a W tile in one L1 set. On the Zen 4 (AVX-512, NR 32),
+/// 1 thread, in-process A/B, rank 8, 768 → 3072, this path's time ÷ the other one-shot
+/// path's (the small-rows kernel up to 32 rows, else the packed path): 30 and 32 rows 0.69,
+/// 0.71; 64 0.85; 120 0.93; 150 0.96; 160 0.96; 192 0.93; 250 0.95; 288 0.96; 320 0.97
+/// (0.98–1.01 on 2 threads); padded by 1/7 or more it lost or drew: 16 rows 1.08, 48 1.02,
+/// 72 1.02, 100 1.10, 130 1.08, 140 1.02. With the AVX2 path (NR 16): 16 rows 0.84, 32 0.86,
+/// 64 0.93, 160 1.00, 160 × 4096 → 4096 0.91; 8, 12 and 24 rows (a third padding) 1.06–1.18.
+/// docs/PERFORMANCE.md, eighteenth session.
+pub(crate) fn swaps(ks: &KernelSet, rows: usize, d_in: usize) -> bool {
+    let padded = rows.div_ceil(ks.nr) * ks.nr;
+    rows > MIN_ROWS
+        && rows <= ks.mc_packed
+        && d_in > 0
+        && (padded - rows) * 12 <= rows
+        && rows_per_set(d_in.saturating_mul(4), ks.mr) <= MAX_ROWS_PER_SET
+}
+
+/// The most of `mr` rows `ld_bytes` apart whose starts fall in the same 64-byte slot modulo
+/// 4 KiB.
+fn rows_per_set(ld_bytes: usize, mr: usize) -> usize {
+    let mut count = [0usize; 64];
+    for i in 0..mr {
+        count[(i.wrapping_mul(ld_bytes) % 4096) / 64] += 1;
+    }
+    count.into_iter().max().unwrap_or(0)
+}
+
+thread_local! {
+    /// Each thread's yᵀ block buffer, kept between calls (at most `mcw × mc_packed` floats:
+    /// 252 KiB on AVX-512).
+    static YT: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
+}
+
+/// y (`rows × d_out`) = bias + x·Wᵀ + st·Bᵀ on the swapped path. `st` is scale·t
+/// (`rows × rank`), `b` B `[d_out, rank]` (empty when rank = 0). The caller checked every
+/// length and [`swaps`]. The only error is a size overflow, returned before y is written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    ks: &'static KernelSet,
+    rows: usize,
+    d_in: usize,
+    d_out: usize,
+    rank: usize,
+    x: &[f32],
+    w: &[f32],
+    st: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    y: MatMut<'_>,
+) -> Result<(), LoraError> {
+    let nr = ks.nr;
+    let blocks = k_blocks(d_in, ks.kc);
+    // x̃: each K block's rows packed into NR-row panels, one block after another.
+    let mut offsets = Vec::with_capacity(blocks.len());
+    let mut total = 0usize;
+    for &(_, kc) in &blocks {
+        offsets.push(total);
+        let len = packed_len(rows, kc, nr).ok_or(LoraError::Overflow { what: "packed x" })?;
+        total = add("packed x", total, len)?;
+    }
+    let st_len = packed_len(rows, rank, nr).ok_or(LoraError::Overflow { what: "packed t" })?;
+    mul("mcw * rows", mcw(ks), rows)?;
+    let mut xp = AlignedBuf::zeroed(total);
+    for (&(k0, kc), &off) in blocks.iter().zip(&offsets) {
+        pack_panels(x, d_in, rows, k0, kc, nr, &mut xp.as_mut_slice()[off..]);
+    }
+    let mut tp = AlignedBuf::zeroed(st_len);
+    if rank > 0 {
+        pack_panels(st, rank, rows, 0, rank, nr, tp.as_mut_slice());
+    }
+    let (xp, tp) = (xp.as_slice(), tp.as_slice());
+    let flops = 2.0 * rows as f64 * d_out as f64 * (d_in + rank) as f64;
+    let nt = threads_for(flops);
+    // Chunks of whole 16 × 16 transposes and MR tiles (48 features at MR 12).
+    let widths = chunks(d_out, 4 * ks.mr, nt);
+    let parts: Vec<(usize, MatMut<'_>)> = widths
+        .iter()
+        .scan(0, |c0, &w| {
+            let c = *c0;
+            *c0 += w;
+            Some(c)
+        })
+        .zip(y.split_cols_into(&widths))
+        .collect();
+    run_queue(parts, nt, |(c0, mut yc)| {
+        YT.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let cols = yc.cols();
+            let mut j = 0;
+            while j < cols {
+                let jb = mcw(ks).min(cols - j);
+                let f0 = c0 + j;
+                buf.resize(jb * rows);
+                // Always a view: the buffer was just sized to jb × rows.
+                let Some(mut yt) = MatMut::new(buf.as_mut_slice(), jb, rows, rows) else {
+                    return;
+                };
+                // The bias as the first block's starting value (as the packed path's store
+                // adds it to the first block's products): yᵀ row f holds bias[f].
+                let first = match bias {
+                    Some(bv) => {
+                        for (f, &v) in bv[f0..f0 + jb].iter().enumerate() {
+                            yt.row_mut(f).fill(v);
+                        }
+                        Store::Accumulate
+                    }
+                    None => Store::Overwrite(None),
+                };
+                for (bi, (&(k0, kc), &off)) in blocks.iter().zip(&offsets).enumerate() {
+                    let xb = &xp[off..off + packed_len(rows, kc, nr).unwrap_or(0)];
+                    let main = Segment {
+                        kc,
+                        a: &w[f0 * d_in + k0..],
+                        lda: d_in,
+                        b: Panels::Packed(xb),
+                    };
+                    let last = bi + 1 == blocks.len();
+                    let lora = if last && rank > 0 {
+                        Lora::Shared(Segment {
+                            kc: rank,
+                            a: &b[f0 * rank..],
+                            lda: rank,
+                            b: Panels::Packed(tp),
+                        })
+                    } else {
+                        Lora::None
+                    };
+                    let store = if bi == 0 { first } else { Store::Accumulate };
+                    macro_kernel(ks, main, lora, store, yt.rb(), rows.div_ceil(nr), &[]);
+                }
+                transpose_into(buf.as_slice(), rows, yc.sub(0, rows, j, jb));
+                j += jb;
+            }
+        });
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_sharing_a_set() {
+        // d_in 768: rows 3 KiB apart fall on 4 slots, 3 rows each of 12.
+        assert_eq!(rows_per_set(768 * 4, 12), 3);
+        assert_eq!(rows_per_set(1536 * 4, 12), 6);
+        // 4 KiB multiples: every row in one set.
+        assert_eq!(rows_per_set(4096 * 4, 12), 12);
+        assert_eq!(rows_per_set(1024 * 4, 6), 6);
+        // 1 KiB + one line: every row its own slot.
+        assert_eq!(rows_per_set(1088, 12), 1);
+    }
+}
