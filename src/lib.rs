@@ -137,7 +137,7 @@ impl Kernels {
     /// Whether [`lora_linear`] with `rows` rows and this `d_in` reads W in place as the
     /// micro-kernel's broadcast operand and computes yᵀ (the swapped path: no pass packing W,
     /// see docs/DESIGN.md) rather than packing W into panels or running the small-rows
-    /// kernel: for 9 to `packed_blocks().0` rows whose NR-row panels are nearly full, when
+    /// kernel: for 9 to `streamed_blocks().0` rows whose NR-row panels are nearly full, when
     /// d_in does not put a tile's W rows into one L1 set. Either way the results are the same
     /// bits as [`LoraLinear::forward`]'s.
     pub fn swapped_one_shot(&self, rows: usize, d_in: usize) -> bool {

@@ -19,8 +19,8 @@
 //! value), so results equal `LoraLinear::forward`'s and the packed one-shot call's, bit for
 //! bit, whatever the thread count.
 //!
-//! When ([`swaps`]): x̃ must stay in L2 (a K block of it in half of L2: at most `mc_packed`
-//! rows), the x̃ panels must be nearly full (the kernel computes whole NR-row panels, so 48
+//! When ([`swaps`]): x̃ must stay in L2 (a K block of it at most L2: `mc_streamed` rows, 336
+//! at KC 768 on a 1 MiB L2), the x̃ panels must be nearly full (the kernel computes whole NR-row panels, so 48
 //! rows at NR 32 would cost 64 rows' work), and the MR rows of W one tile reads must not fall
 //! into one L1 set (rows a multiple of 4 KiB apart — d_in 1024, 2048, 3072, 4096, ... — at
 //! AVX-512's MR 12). It also takes calls of 9–32 rows from the small-rows kernel when their
@@ -34,9 +34,9 @@ use std::cell::RefCell;
 
 /// The most rows of one MR-row tile of W whose lines may share an L1 set (same 64-byte slot
 /// modulo 4 KiB: the set index of the virtually indexed L1s of current x86 and Arm cores).
-/// An 8-way L1 holds 6 beside the x̃ panel's lines. Zen 4, AVX-512 (MR 12), 160 rows → 3072,
-/// the swapped call ÷ `forward`: d_in 768 (3 rows per set) 0.98–0.99, 1536 (6) 1.01–1.02,
-/// 4096 (12) 1.33–1.39.
+/// An 8-way L1 holds 6 beside the x̃ panel's lines. Zen 4, AVX-512 (MR 12), 160 rows → 3072
+/// (4096 for d_in 4096), the swapped call ÷ `forward` in one process: d_in 768 (3 rows per
+/// set) 1.011, 1536 (6) 0.987, 4096 (12) 1.263.
 const MAX_ROWS_PER_SET: usize = 6;
 
 /// Features per yᵀ block: 16 tiles of MR (192 at AVX-512's MR 12: a 160-row yᵀ block is
@@ -50,19 +50,20 @@ fn mcw(ks: &KernelSet) -> usize {
 const MIN_ROWS: usize = 8;
 
 /// Whether a one-shot call of `rows × d_in` takes the swapped path (see the module doc): more
-/// than [`MIN_ROWS`] rows and at most `mc_packed`, x̃ panels at most 1/12 padding, and at
-/// most [`MAX_ROWS_PER_SET`] rows of a W tile in one L1 set. On the Zen 4 (AVX-512, NR 32),
-/// 1 thread, in-process A/B, rank 8, 768 → 3072, this path's time ÷ the other one-shot
-/// path's (the small-rows kernel up to 32 rows, else the packed path): 30 and 32 rows 0.69,
-/// 0.71; 64 0.85; 120 0.93; 150 0.96; 160 0.96; 192 0.93; 250 0.95; 288 0.96; 320 0.97
-/// (0.98–1.01 on 2 threads); padded by 1/7 or more it lost or drew: 16 rows 1.08, 48 1.02,
-/// 72 1.02, 100 1.10, 130 1.08, 140 1.02. With the AVX2 path (NR 16): 16 rows 0.84, 32 0.86,
-/// 64 0.93, 160 1.00, 160 × 4096 → 4096 0.91; 8, 12 and 24 rows (a third padding) 1.06–1.18.
-/// docs/PERFORMANCE.md, eighteenth session.
+/// than [`MIN_ROWS`] rows and at most `mc_streamed` (x̃'s K block fills L2), x̃ panels at most
+/// 1/12 padding, and at most [`MAX_ROWS_PER_SET`] rows of a W tile in one L1 set. On the
+/// Zen 4 (AVX-512, NR 32), 1 thread, in-process A/B, rank 8, 768 → 3072, this path's time ÷
+/// the other one-shot path's (the small-rows kernel up to 32 rows, else the packed path), at
+/// KC 384: 30 and 32 rows 0.71, 0.66; 64 0.84; 120 0.92; 150 0.96; 160 0.93; 192 0.92; 250
+/// 0.97; 288 0.96; 320 0.97 (0.68–0.98 on 2 threads); padded by 1/7 or more it lost or drew:
+/// 16 rows 1.09, 48 1.01, 72 1.08, 100 1.08, 130 1.07, 140 1.02. At KC 768: 160–320 rows
+/// 0.94–0.97; past `mc_streamed` (336) 0.98 at 384, 448 and 512. With the AVX2 path
+/// (NR 16): 16 rows 0.88, 32 0.76, 64 0.93, 160 0.98, 160 × 4096 → 4096 0.91; 8, 12 and 24
+/// rows (a third or more padding) 1.02–1.17. docs/PERFORMANCE.md, eighteenth session.
 pub(crate) fn swaps(ks: &KernelSet, rows: usize, d_in: usize) -> bool {
     let padded = rows.div_ceil(ks.nr) * ks.nr;
     rows > MIN_ROWS
-        && rows <= ks.mc_packed
+        && rows <= ks.mc_streamed
         && d_in > 0
         && (padded - rows) * 12 <= rows
         && rows_per_set(d_in.saturating_mul(4), ks.mr) <= MAX_ROWS_PER_SET
@@ -79,8 +80,8 @@ fn rows_per_set(ld_bytes: usize, mr: usize) -> usize {
 }
 
 thread_local! {
-    /// Each thread's yᵀ block buffer, kept between calls (at most `mcw × mc_packed` floats:
-    /// 252 KiB on AVX-512).
+    /// Each thread's yᵀ block buffer, kept between calls (at most `mcw × mc_streamed` floats:
+    /// 252 KiB on AVX-512 with a 1 MiB L2).
     static YT: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
 }
 

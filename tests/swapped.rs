@@ -64,13 +64,13 @@ fn swapped_one_shot_matches_reference_and_forward_bits() {
 
 /// The rules that keep the other paths: decode-like rows (the small-rows kernel), x̃ panels
 /// with much padding, W rows 4 KiB apart (one L1 set per tile of more than 6 rows), more rows
-/// than stay in L2.
+/// than a K block of x̃ in L2.
 #[test]
 fn the_other_paths_keep_their_shapes() {
     for isa in isas() {
         let k = Kernels::for_isa(isa);
         let (mr, nr, _, _, _) = k.blocking();
-        let (mc_packed, _) = k.packed_blocks();
+        let (mc_streamed, _) = k.streamed_blocks();
         assert!(!k.swapped_one_shot(8, 768), "{isa}: decode-like rows");
         assert!(
             k.swapped_one_shot(32, 768),
@@ -84,7 +84,7 @@ fn the_other_paths_keep_their_shapes() {
             mr <= 6,
             "{isa}: W rows 16 KiB apart"
         );
-        let big = (mc_packed / nr + 1) * nr;
+        let big = (mc_streamed / nr + 1) * nr;
         assert!(!k.swapped_one_shot(big, 768), "{isa}: x̃ beyond half of L2");
     }
 }

@@ -10,8 +10,14 @@
 //! d_in = 768) ran the packed layer 9 % faster than KC 256 and the one-shot call 15 % faster.
 //! So:
 //!
-//! - KC: the W̃ panel fills about 1.5 × L1 (AVX2 on 32 KiB: 768; AVX-512, 32 features wide:
-//!   384), at least 128 and at most the ISA's cap;
+//! - KC: 1.5 × L1 ÷ 64 bytes, so a 16-wide panel fills about 1.5 × L1 (768 on 32 KiB), at
+//!   least 128 and at most the ISA's cap. AVX-512's 32-wide panel is then 3 × L1 (96 KiB at
+//!   KC 768) and streams from L2 at 128 bytes per 24 FMAs; the x tile (12 × 768 floats) is
+//!   about L1. On the Zen 4 (in-process A/B against KC 384, the rule's old 1.5 × L1 for 32-wide
+//!   panels: two K blocks at d_in 768): `forward` at the seed shape 0.982–0.983 × the time on
+//!   1 thread (40 rounds, the default repeated as a control: 0.997, 1.005), 0.94 on 2 threads;
+//!   ranks 16–128 0.998–1.007 (1 thread), rank 128 0.963 (2); long2048 0.987 / 0.963;
+//!   prefill512 0.968–0.981; decode 0.98–1.01 (docs/PERFORMANCE.md, eighteenth session);
 //! - MC: large. Each tile streams its MR x rows at MR·4 bytes per MR·NR/… k step, about 4
 //!   bytes per cycle whatever MC is, which L3 sustains; a larger MC reuses each W̃ panel over
 //!   more tiles and lets a one-shot call with rows ≤ MC pack each panel just in time (not a
@@ -165,7 +171,7 @@ fn cpu_vendor_family() -> Option<(bool, u32)> {
 
 /// The blocks for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
 pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
-    let kc = (c.l1d * 3 / 2 / (nr * 4)).clamp(128, kc_cap.max(128)) / 8 * 8;
+    let kc = (c.l1d * 3 / 2 / 64).clamp(128, kc_cap.max(128)) / 8 * 8;
     let mc = ((3 * c.l2 / (kc * 4)).min(516).div_ceil(mr) * mr).max(mr);
     let nc = ((c.l3 / 4 / (kc * 4)) / nr * nr).clamp(nr, 16384);
     let (mut kc, mut mc, mut nc, mut ng) = (kc, mc, nc, 0);
@@ -249,6 +255,8 @@ mod tests {
         assert_eq!((b.mc_packed, b.ng_packed), (84, 4));
         // W̃ beyond half of L3: x blocks of 168 rows (504 KiB), the whole L2.
         assert_eq!((b.mc_streamed, b.w_resident_max), (168, 16 << 20));
+        // AVX-512 (32-wide panels): the same KC, its panel 3 × L1.
+        assert_eq!(derive(12, 32, 768, c).kc, 768);
         assert_eq!(derive(12, 32, 384, c).kc, 384);
         // Zen 1 EPYC: 8 MiB L3, so W̃ beyond 4 MiB (the seed shape's 9 MiB) counts as streamed.
         let zen1 = derive(6, 16, 768, Caches { l3: 8 << 20, ..c });

@@ -243,14 +243,16 @@ macro_rules! isa_kernels {
 }
 
 // AVX-512: 12 × 32 tile = 24 zmm accumulators + 2 W vectors + 1 broadcast (of 32 registers).
-// KC cap 384 (measured at peak on Zen 4, shared/style.md); the cache rule gives 384 on 32 KiB L1.
+// KC cap 768, as the cache rule gives on a 32 KiB L1: one K block at d_in 768, so each output is
+// stored once (Zen 4: `forward` 0.98 × the time of KC 384 on 1 thread, 0.94 on 2; see
+// `blocking`).
 // The one-row kernel reads its 32-float panels as 4 ymm vectors per k step, 2 panels side by
 // side (8 accumulators): on Zen 4, decode1 4096² in 0.937 × the time of zmm loads on 1 thread,
 // 0.892 on 2 (in-process A/B, same bits; docs/PERFORMANCE.md, seventeenth session). Its 3- and
 // 4-panel instances are never called (`gs: 2`).
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(enable = "avx512f,avx2,fma")],
-    mr: 12, nv: 2, tight: true, kc: 384, mc: 480, nc: 3072, gs: 2,
+    mr: 12, nv: 2, tight: true, kc: 768, mc: 480, nc: 3072, gs: 2,
     gemv: (crate::simd::Avx2, 4), rx: 4, jw: 4,
     ms: [1 2 3 4 5 6 7 8 9 10 11 12], rxs: [1 2 3 4]);
 
