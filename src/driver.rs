@@ -110,6 +110,15 @@ pub(crate) fn chunks(n: usize, unit: usize, threads: usize) -> Vec<usize> {
     out
 }
 
+/// Where each of consecutive pieces of these lengths starts (0, then running sums).
+pub(crate) fn starts(lens: &[usize]) -> impl Iterator<Item = usize> + '_ {
+    lens.iter().scan(0, |at, &len| {
+        let start = *at;
+        *at += len;
+        Some(start)
+    })
+}
+
 /// `n` cut into one chunk per thread, multiples of `unit` but the last, for a product whose x
 /// does not stay in cache from one chunk to the next. Each chunk walks its own JC blocks, and
 /// each JC block reads x's K block again; the guided queue's ~15 chunks at d_out 3072–4096
@@ -806,13 +815,7 @@ pub(crate) fn shrink(
     let flops = 2.0 * rows as f64 * k as f64 * n as f64;
     let nt = threads_for(flops.max(op_flops));
     let heights = chunks(rows, ks.dot_rx, nt);
-    let parts: Vec<(usize, MatMut<'_>)> = heights
-        .iter()
-        .scan(0, |r0, &h| {
-            let r = *r0;
-            *r0 += h;
-            Some(r)
-        })
+    let parts: Vec<(usize, MatMut<'_>)> = starts(&heights)
         .zip(view.split_rows_into(&heights))
         .collect();
     run_queue(parts, nt, |(r0, out)| {

@@ -26,7 +26,7 @@
 //! AVX-512's MR 12). It also takes calls of 9–32 rows from the small-rows kernel when their
 //! panels are full (30–32 rows at NR 32). Measured on the Zen 4: see [`swaps`].
 
-use crate::driver::{chunks, k_blocks, run_queue, threads_for};
+use crate::driver::{chunks, k_blocks, run_queue, starts, threads_for};
 use crate::error::{add, mul, LoraError};
 use fused_lora_kernels::pack::{pack_panels, packed_len, transpose_into, AlignedBuf};
 use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
@@ -127,15 +127,7 @@ pub(crate) fn run(
     let nt = threads_for(flops);
     // Chunks of whole 16 × 16 transposes and MR tiles (48 features at MR 12).
     let widths = chunks(d_out, 4 * ks.mr, nt);
-    let parts: Vec<(usize, MatMut<'_>)> = widths
-        .iter()
-        .scan(0, |c0, &w| {
-            let c = *c0;
-            *c0 += w;
-            Some(c)
-        })
-        .zip(y.split_cols_into(&widths))
-        .collect();
+    let parts: Vec<(usize, MatMut<'_>)> = starts(&widths).zip(y.split_cols_into(&widths)).collect();
     run_queue(parts, nt, |(c0, mut yc)| {
         YT.with(|buf| {
             let mut buf = buf.borrow_mut();
