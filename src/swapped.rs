@@ -20,9 +20,9 @@
 //! bit, whatever the thread count.
 //!
 //! When ([`swaps`]): x̃ must stay in L2 (a K block of it at most L2: `mc_streamed` rows, 336
-//! at KC 768 on a 1 MiB L2), the x̃ panels must be nearly full (the kernel computes whole NR-row panels, so 48
-//! rows at NR 32 would cost 64 rows' work), and the MR rows of W one tile reads must not fall
-//! into one L1 set (rows a multiple of 4 KiB apart — d_in 1024, 2048, 3072, 4096, ... — at
+//! at KC 768 on a 1 MiB L2), the x̃ panels must be nearly full (the kernel computes whole
+//! NR-row panels, so 48 rows at NR 32 would cost 64 rows' work), and the MR rows of W one tile
+//! reads must not fall into one L1 set (rows a multiple of 4 KiB apart — d_in 1024, 2048, 3072, 4096, ... — at
 //! AVX-512's MR 12). It also takes calls of 9–32 rows from the small-rows kernel when their
 //! panels are full (30–32 rows at NR 32). Measured on the Zen 4: see [`swaps`].
 
@@ -33,14 +33,16 @@ use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment,
 use std::cell::RefCell;
 
 /// The most rows of one MR-row tile of W whose lines may share an L1 set (same 64-byte slot
-/// modulo 4 KiB: the set index of the virtually indexed L1s of current x86 and Arm cores).
+/// modulo 4 KiB: the set index of the 32 and 48 KiB L1s of current x86 cores; on an L1 with
+/// more sets the rule is conservative).
 /// An 8-way L1 holds 6 beside the x̃ panel's lines. Zen 4, AVX-512 (MR 12), 160 rows → 3072
 /// (4096 for d_in 4096), the swapped call ÷ `forward` in one process: d_in 768 (3 rows per
 /// set) 1.011, 1536 (6) 0.987, 4096 (12) 1.263.
 const MAX_ROWS_PER_SET: usize = 6;
 
 /// Features per yᵀ block: 16 tiles of MR (192 at AVX-512's MR 12: a 160-row yᵀ block is
-/// 120 KiB, and each y row receives 768 bytes per block). 8 and 32 tiles ran within ±1 %.
+/// 120 KiB, and each y row receives 768 bytes per block). Blocks of 96, 384 and 768 features
+/// ran within ±2 % of it (the prototype, docs/measurements/eighteenth_session/swap18_tr.txt).
 fn mcw(ks: &KernelSet) -> usize {
     16 * ks.mr
 }
