@@ -837,22 +837,36 @@ pub(crate) fn shrink(
     Ok(())
 }
 
-/// The one-shot small-rows path: y = x·Wᵀ + st·Bᵀ + bias with W and B read in place, split
-/// over d_out (so decode uses every core). `st` is `scale·t`, `[rows, rank]`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn small_rows(
-    ks: &KernelSet,
-    rows: usize,
-    k: usize,
-    n: usize,
-    rank: usize,
-    x: &[f32],
-    w: &[f32],
-    st: &[f32],
-    b: &[f32],
-    bias: Option<&[f32]>,
-    y: MatMut<'_>,
-) {
+/// A one-shot call's operands, W and B read in place: y = x·Wᵀ + st·Bᵀ + bias with x
+/// `[rows, k]`, W `[n, k]`, st = scale·t `[rows, rank]`, B `[n, rank]` (lengths checked by the
+/// caller).
+#[derive(Clone, Copy)]
+pub(crate) struct InPlace<'a> {
+    pub rows: usize,
+    pub k: usize,
+    pub n: usize,
+    pub rank: usize,
+    pub x: &'a [f32],
+    pub w: &'a [f32],
+    pub st: &'a [f32],
+    pub b: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+}
+
+/// The one-shot small-rows path: the small-rows kernel over W and B in place, split over
+/// d_out (so decode uses every core).
+pub(crate) fn small_rows(ks: &KernelSet, op: &InPlace<'_>, y: MatMut<'_>) {
+    let InPlace {
+        rows,
+        k,
+        n,
+        rank,
+        x,
+        w,
+        st,
+        b,
+        bias,
+    } = *op;
     if rows == 0 || n == 0 {
         return;
     }

@@ -64,7 +64,9 @@ pub use mixed::{lora_linear_mixed, RankedAdapter};
 pub struct ReadmeDoctests;
 
 use dims::check_linear;
-use driver::{padded_x, shrink, small_rows, y_view, Gemm, LoraSpec, LoraTerm, WSrc, X_PAD};
+use driver::{
+    padded_x, shrink, small_rows, y_view, Gemm, InPlace, LoraSpec, LoraTerm, WSrc, X_PAD,
+};
 use error::expect_len;
 use fused_lora_kernels::{KernelSet, Store};
 
@@ -179,10 +181,21 @@ impl Kernels {
             for v in &mut t {
                 *v *= adapter.scale;
             }
+            let op = InPlace {
+                rows,
+                k: d_in,
+                n: d_out,
+                rank,
+                x,
+                w,
+                st: &t,
+                b: adapter.b,
+                bias,
+            };
             if swap {
-                return swapped::run(ks, rows, d_in, d_out, rank, x, w, &t, adapter.b, bias, y);
+                return swapped::run(ks, &op, y);
             }
-            small_rows(ks, rows, d_in, d_out, rank, x, w, &t, adapter.b, bias, y);
+            small_rows(ks, &op, y);
             return Ok(());
         }
         // One padded copy of x (when its row stride needs one) for the shrink and the GEMM.

@@ -11,8 +11,8 @@
 
 use crate::dims::{Dims, Sizes};
 use crate::driver::{
-    mixed_expand_add, mixed_shrink, small_rows, y_view, Gemm, LoraSpec, MixedAdapter, MixedTerm,
-    ShrinkAdapter, WSrc,
+    mixed_expand_add, mixed_shrink, small_rows, y_view, Gemm, InPlace, LoraSpec, MixedAdapter,
+    MixedTerm, ShrinkAdapter, WSrc,
 };
 use crate::error::{expect_len, mul, LoraError};
 use crate::Kernels;
@@ -116,7 +116,18 @@ impl Kernels {
             // As in `lora_linear`: W read in place rather than packed for few rows; then each
             // adapter's B adds its rows' expand (B read once per adapter, y once more).
             let mut y = y_view(y, rows, d_out, s.y)?;
-            small_rows(ks, rows, d_in, d_out, 0, x, w, &[], &[], bias, y.rb());
+            let op = InPlace {
+                rows,
+                k: d_in,
+                n: d_out,
+                rank: 0,
+                x,
+                w,
+                st: &[],
+                b: &[],
+                bias,
+            };
+            small_rows(ks, &op, y.rb());
             let bs: Vec<(usize, &[f32])> = adapters.iter().map(|a| (a.rank, a.b)).collect();
             return mixed_expand_add(ks, d_out, &st, &offsets, row_adapter, &bs, &mut y);
         }

@@ -26,7 +26,7 @@
 //! AVX-512's MR 12). It also takes calls of 9–32 rows from the small-rows kernel when their
 //! panels are full (30–32 rows at NR 32). Measured on the Zen 4: see [`swaps`].
 
-use crate::driver::{chunks, k_blocks, run_queue, starts, threads_for};
+use crate::driver::{chunks, k_blocks, run_queue, starts, threads_for, InPlace};
 use crate::error::{add, mul, LoraError};
 use fused_lora_kernels::pack::{pack_panels, packed_len, transpose_into, AlignedBuf};
 use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
@@ -87,23 +87,25 @@ thread_local! {
     static YT: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::default());
 }
 
-/// y (`rows × d_out`) = bias + x·Wᵀ + st·Bᵀ on the swapped path. `st` is scale·t
-/// (`rows × rank`), `b` B `[d_out, rank]` (empty when rank = 0). The caller checked every
-/// length and [`swaps`]. The only error is a size overflow, returned before y is written.
-#[allow(clippy::too_many_arguments)]
+/// y (`rows × d_out`) = bias + x·Wᵀ + st·Bᵀ on the swapped path (B empty when rank = 0).
+/// The caller checked every length and [`swaps`]. The only error is a size overflow,
+/// returned before y is written.
 pub(crate) fn run(
     ks: &'static KernelSet,
-    rows: usize,
-    d_in: usize,
-    d_out: usize,
-    rank: usize,
-    x: &[f32],
-    w: &[f32],
-    st: &[f32],
-    b: &[f32],
-    bias: Option<&[f32]>,
+    op: &InPlace<'_>,
     y: MatMut<'_>,
 ) -> Result<(), LoraError> {
+    let InPlace {
+        rows,
+        k: d_in,
+        n: d_out,
+        rank,
+        x,
+        w,
+        st,
+        b,
+        bias,
+    } = *op;
     let nr = ks.nr;
     let blocks = k_blocks(d_in, ks.kc);
     // x̃: each K block's rows packed into NR-row panels, one block after another.
