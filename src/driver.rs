@@ -44,8 +44,8 @@ const MIN_CHUNK_DIV: usize = 64;
 
 /// Calls of at most this many rows are decode-like: W̃ streams from memory and sets their
 /// pace (the kernels' side-by-side hints cover the same rows), so they split d_out into one
-/// chunk per thread ([`even_chunks`]).
-const DECODE_MAX_ROWS: usize = 8;
+/// chunk per thread ([`even_chunks`]), and the one-shot call never takes the swapped path.
+pub(crate) const DECODE_MAX_ROWS: usize = 8;
 
 /// `y` (`rows × cols`, row-major, length already checked against `expected`) as an output
 /// view; the error only reports a length the caller's checks should have caught.

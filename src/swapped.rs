@@ -26,7 +26,7 @@
 //! AVX-512's MR 12). It also takes calls of 9–32 rows from the small-rows kernel when their
 //! panels are full (30–32 rows at NR 32). Measured on the Zen 4: see [`swaps`].
 
-use crate::driver::{chunks, k_blocks, run_queue, starts, threads_for, InPlace};
+use crate::driver::{chunks, k_blocks, run_queue, starts, threads_for, InPlace, DECODE_MAX_ROWS};
 use crate::error::{add, mul, LoraError};
 use fused_lora_kernels::pack::{pack_panels, packed_len, transpose_into, AlignedBuf};
 use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
@@ -47,12 +47,9 @@ fn mcw(ks: &KernelSet) -> usize {
     16 * ks.mr
 }
 
-/// Calls of at most this many rows never take the swapped path: decode-like calls stream W
-/// through the small-rows kernel, and their x̃ panels would be mostly padding.
-const MIN_ROWS: usize = 8;
-
 /// Whether a one-shot call of `rows × d_in` takes the swapped path (see the module doc): more
-/// than [`MIN_ROWS`] rows and at most `mc_streamed` (x̃'s K block fills L2), x̃ panels at most
+/// than [`DECODE_MAX_ROWS`] rows (decode-like calls stream W through the small-rows kernel,
+/// and their x̃ panels would be mostly padding) and at most `mc_streamed` (x̃'s K block fills L2), x̃ panels at most
 /// 1/12 padding, and at most [`MAX_ROWS_PER_SET`] rows of a W tile in one L1 set. On the
 /// Zen 4 (AVX-512, NR 32), 1 thread, in-process A/B, rank 8, 768 → 3072, this path's time ÷
 /// the other one-shot path's (the small-rows kernel up to 32 rows, else the packed path), at
@@ -64,7 +61,7 @@ const MIN_ROWS: usize = 8;
 /// rows (a third or more padding) 1.02–1.17. docs/PERFORMANCE.md, eighteenth session.
 pub(crate) fn swaps(ks: &KernelSet, rows: usize, d_in: usize) -> bool {
     let padded = rows.div_ceil(ks.nr) * ks.nr;
-    rows > MIN_ROWS
+    rows > DECODE_MAX_ROWS
         && rows <= ks.mc_streamed
         && d_in > 0
         && (padded - rows) * 12 <= rows

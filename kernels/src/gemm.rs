@@ -1243,6 +1243,7 @@ mod tests {
             }
         }
     }
+
     /// The one-row kernel (decode through packed panels: `gemv_streams` runs side by side,
     /// AVX-512 with ymm loads) must give the bits of the tile kernel: a one-row call against
     /// the same row computed as row 0 of a two-row call, for every path, 1 to 9 panels (one

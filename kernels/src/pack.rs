@@ -161,34 +161,15 @@ fn pack_panels_on(
     }
     assert!(k0 + kc <= ld, "pack: columns out of range");
     assert!((n - 1) * ld + k0 + kc <= src.len(), "pack: src too short");
-    let isa = isa.usable();
-    let wide = cfg!(target_arch = "x86_64") && isa == Isa::Avx512 && width.is_multiple_of(16);
-    let simd = cfg!(target_arch = "x86_64") && isa >= Isa::Avx2 && width.is_multiple_of(8);
     for (p, panel) in dst[..need].chunks_exact_mut(kc * width).enumerate() {
         let r0 = p * width;
         let valid = width.min(n - r0);
-        // The largest block of whole transposes (16 × 16 or 8 × 8); the rest by copies.
-        let (kt, jt) = match (wide, simd) {
-            (true, _) => (kc / 16 * 16, valid / 16 * 16),
-            (false, true) => (kc / 8 * 8, valid / 8 * 8),
-            _ => (0, 0),
+        // The panel is the transpose of rows r0..r0 + valid, columns k0..k0 + kc: the largest
+        // block of whole register transposes first, the rest by the copies below.
+        let (kt, jt) = match MatMut::new(panel, kc, valid, width) {
+            Some(mut view) => transpose_blocks(isa, &src[r0 * ld + k0..], ld, &mut view),
+            None => (0, 0),
         };
-        #[cfg(target_arch = "x86_64")]
-        if kt > 0 && jt > 0 {
-            let (from, to) = (src.as_ptr().wrapping_add(r0 * ld + k0), panel.as_mut_ptr());
-            // SAFETY: the path's instructions are available (`usable` above: AVX-512F for
-            // `wide`, AVX2 for `simd`). Rows r0..r0 + jt ≤ r0 + valid ≤ n exist and columns
-            // k0..k0 + kt ≤ k0 + kc ≤ ld, so every source read lies inside `src`
-            // ((n−1)·ld + k0 + kc ≤ len, asserted above; `from` is in bounds); the kt × jt
-            // destination block lies inside this kc × width panel.
-            unsafe {
-                if wide {
-                    x86::pack_block16(from, ld, kt, jt, to, width);
-                } else {
-                    x86::pack_block(from, ld, valid, kt, jt, to, width);
-                }
-            }
-        }
         // Copies: columns kt.. of the transposed rows, every column of the others.
         for jj in 0..valid {
             let row = &src[(r0 + jj) * ld + k0..][..kc];
@@ -220,33 +201,8 @@ pub fn transpose_into(src: &[f32], ld: usize, dst: MatMut<'_>) {
 
 /// [`transpose_into`] with the transposes of `isa` (if this CPU runs it; scalar otherwise).
 fn transpose_into_on(isa: Isa, src: &[f32], ld: usize, mut dst: MatMut<'_>) {
-    let (r, c) = (dst.rows(), dst.cols());
-    if r == 0 || c == 0 {
-        return;
-    }
-    assert!(r <= ld, "transpose: rows out of range");
-    assert!((c - 1) * ld + r <= src.len(), "transpose: src too short");
-    let isa = isa.usable();
-    // The largest block of whole 16 × 16 (AVX-512) or 8 × 8 (AVX2) transposes.
-    let (it, jt) = match isa {
-        Isa::Avx512 if cfg!(target_arch = "x86_64") => (r / 16 * 16, c / 16 * 16),
-        Isa::Avx2 if cfg!(target_arch = "x86_64") => (r / 8 * 8, c / 8 * 8),
-        _ => (0, 0),
-    };
-    #[cfg(target_arch = "x86_64")]
-    if it > 0 && jt > 0 {
-        let (from, ldd, to) = (src.as_ptr(), dst.ld(), dst.ptr_at(0, 0));
-        // SAFETY: the path's instructions are available (`usable` above). Source rows
-        // 0..jt ≤ c hold columns 0..it ≤ r inside `src` ((c−1)·ld + r ≤ len, asserted), and
-        // the destination block of rows 0..it, columns 0..jt lies inside `dst`'s rectangle.
-        unsafe {
-            if isa == Isa::Avx512 {
-                x86::pack_block16(from, ld, it, jt, to, ldd);
-            } else {
-                x86::pack_block(from, ld, jt, it, jt, to, ldd);
-            }
-        }
-    }
+    let r = dst.rows();
+    let (it, jt) = transpose_blocks(isa, src, ld, &mut dst);
     // The edges: rows it.. of the transposed columns, every row of the others.
     for i in 0..r {
         let out = dst.row_mut(i);
@@ -255,6 +211,49 @@ fn transpose_into_on(isa: Isa, src: &[f32], ld: usize, mut dst: MatMut<'_>) {
             *o = src[j * ld + i];
         }
     }
+}
+
+/// The part of `dst[i][j] = src[j·ld + i]` (`dst` r × c) that whole 16 × 16 (AVX-512) or
+/// 8 × 8 (AVX2, and AVX-512 below 16) register transposes cover: i < it, j < jt, returned as
+/// (it, jt); (0, 0) on other paths. The caller copies the rest. Shared by [`pack_panels`] (a panel is the
+/// transpose of NR rows of W) and [`transpose_into`].
+///
+/// Panics if `src` is too short for `c` rows of `r` at stride `ld`, or `r > ld`.
+fn transpose_blocks(isa: Isa, src: &[f32], ld: usize, dst: &mut MatMut<'_>) -> (usize, usize) {
+    let (r, c) = (dst.rows(), dst.cols());
+    if r == 0 || c == 0 {
+        return (0, 0);
+    }
+    assert!(r <= ld, "transpose: rows out of range");
+    assert!((c - 1) * ld + r <= src.len(), "transpose: src too short");
+    let isa = isa.usable();
+    let x86 = cfg!(target_arch = "x86_64");
+    // 16 × 16 blocks where AVX-512 runs and both sides reach 16, else 8 × 8 ones (AVX2, which
+    // every AVX-512 CPU has: a narrow panel or edge on an AVX-512 machine).
+    let wide = x86 && isa == Isa::Avx512 && r >= 16 && c >= 16;
+    let (it, jt) = if wide {
+        (r / 16 * 16, c / 16 * 16)
+    } else if x86 && isa >= Isa::Avx2 {
+        (r / 8 * 8, c / 8 * 8)
+    } else {
+        (0, 0)
+    };
+    #[cfg(target_arch = "x86_64")]
+    if it > 0 && jt > 0 {
+        let (from, ldd, to) = (src.as_ptr(), dst.ld(), dst.ptr_at(0, 0));
+        // SAFETY: the path's instructions are available (`usable` above; the AVX-512 path is
+        // usable only with AVX2 and FMA too, `Isa::is_available`, for its 8 × 8 blocks). Source rows 0..jt ≤ c hold
+        // columns 0..it ≤ r inside `src` ((c−1)·ld + r ≤ len, asserted), and the destination
+        // block of rows 0..it, columns 0..jt lies inside `dst`'s rectangle.
+        unsafe {
+            if wide {
+                x86::pack_block16(from, ld, it, jt, to, ldd);
+            } else {
+                x86::pack_block(from, ld, jt, it, jt, to, ldd);
+            }
+        }
+    }
+    (it, jt)
 }
 
 #[cfg(target_arch = "x86_64")]
