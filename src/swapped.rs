@@ -3,7 +3,8 @@
 //! [`lora_linear`](crate::lora_linear) reads W as the caller holds it, `[d_out, d_in]`
 //! row-major, on every call. The packed path transposes each W block into NR-wide panels
 //! first, a pass over all of W per call; at 160 rows (the seed shape) on the Zen 4 test
-//! machine that pass cost 8–17 % of the call. Here x and W swap roles: x, the small operand
+//! machine that pass made the call 1.06–1.15 × `forward`'s time (eighteenth session,
+//! docs/measurements/eighteenth_session/swap18_tr.txt and swap_ab.txt). Here x and W swap roles: x, the small operand
 //! (rows × d_in), is packed into NR-row panels once per call ("x̃"), and W's rows are read in
 //! place as the micro-kernel's broadcast operand (MR rows of W per tile: the same kernels,
 //! with `lda = d_in`). The LoRA expand rides in the same register tiles: B `[d_out, rank]` is
