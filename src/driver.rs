@@ -753,18 +753,24 @@ pub(crate) fn mixed_shrink(
     Ok((st, offsets))
 }
 
-/// Ranks from which the shrink runs on the GEMM micro-kernel (A as `⌈rank/NR⌉` W̃-style
-/// panels) instead of the dot kernel: `SHRINK_GEMM_PANELS · NR`. The dot kernel reads A's rows
-/// straight and wins for a few rows of A; at the seed shape (160 × 768, AVX2) it ran rank 64
-/// at 66 GFLOP/s and rank 128 at 45–67, the GEMM kernel at 80 and 71–83 (shrink timed alone,
-/// 200 interleaved rounds), and equal at rank 32.
-const SHRINK_GEMM_PANELS: usize = 4;
-
-/// Whether a rank-`n` shrink runs on the GEMM kernel. Depends only on the rank and the ISA's
-/// NR, so every path (forward, one-shot, mixed batch, `lora_shrink`) makes the same choice for
-/// an adapter and gets the same bits.
+/// Whether a rank-`n` shrink runs on the GEMM micro-kernel (A as `⌈n/NR⌉` W̃-style panels)
+/// rather than the dot kernel: when those panels are at least ¾ real rank (so rank ≥ ¾·NR).
+/// The dot kernel needs no padding but does a horizontal sum per output and as many vector
+/// loads as FMAs; the micro-kernel does one broadcast per MR·NR/LANES FMAs but computes its
+/// padding. Forward's own shrink alone, seed shape, Zen 4, interleaved (docs/PERFORMANCE.md,
+/// nineteenth session): AVX-512 (NR 32) rank 32 90 against 71–73 GFLOP/s, rank 64 97 / 73,
+/// 96 97 / 72, 56 (⅞ real) 85 / 71–74, 48 (¾) equal, 40 (⅝) 59 against 67–74; AVX2 (NR 16)
+/// rank 16 73 / 60–63, rank 32 79–81 / 59. Depends only on the rank and the ISA's NR, so every
+/// path (forward, one-shot, mixed batch, `lora_shrink`) makes the same choice for an adapter
+/// and gets the same bits.
 pub(crate) fn shrink_on_gemm(ks: &KernelSet, n: usize) -> bool {
-    n >= SHRINK_GEMM_PANELS * ks.nr
+    panels_mostly_full(n, ks.nr)
+}
+
+/// Whether `⌈n/nr⌉` panels of width `nr` are at least ¾ real columns (n > 0).
+fn panels_mostly_full(n: usize, nr: usize) -> bool {
+    let padded = n.div_ceil(nr.max(1)) as u128 * nr as u128;
+    n > 0 && 4 * n as u128 >= 3 * padded
 }
 
 /// t (rows × n) = x·Aᵀ, x at row stride `ldx`, A `[n, k]` row-major (`packed`: the same A
@@ -920,6 +926,16 @@ mod tests {
             );
             assert!(mx - mn <= 1, "{k}: {b:?}");
         }
+    }
+
+    #[test]
+    fn shrink_runs_on_the_gemm_kernel_when_its_panels_are_mostly_rank() {
+        let gemm: Vec<usize> = (0..=130).filter(|&n| panels_mostly_full(n, 32)).collect();
+        let want: Vec<usize> = (24..=32).chain(48..=64).chain(72..=130).collect();
+        assert_eq!(gemm, want);
+        assert!(panels_mostly_full(12, 16) && !panels_mostly_full(11, 16));
+        assert!(!panels_mostly_full(0, 16) && !panels_mostly_full(0, 0));
+        assert!(panels_mostly_full(usize::MAX, 32) && panels_mostly_full(usize::MAX, 1));
     }
 
     #[test]

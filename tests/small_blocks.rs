@@ -24,8 +24,8 @@ fn tiny_blocks_match_reference_and_are_deterministic() {
             (9, 16, 64, 1),
             (100, 47, 200, 8),
             (30, 5, 300, 40),
-            (22, 70, 90, 70),  // shrink on the GEMM kernel (rank ≥ 4·NR for NR ≤ 16)
-            (11, 40, 50, 140), // ... and for NR = 32 (AVX-512)
+            (22, 70, 90, 70), // shrink on the GEMM kernel for NR ≤ 16, the dot kernel for 32
+            (11, 40, 50, 140), // ... on the GEMM kernel for every NR (panels ≥ ¾ real rank)
         ]
         .iter()
         .enumerate()
