@@ -6,7 +6,7 @@ fn fill(n: usize, s: u32) -> Vec<f32> {
     (0..n).map(|_| { v ^= v << 13; v ^= v >> 17; v ^= v << 5; (v as f32 / u32::MAX as f32) - 0.5 }).collect()
 }
 fn med(mut v: Vec<f64>) -> f64 { v.sort_by(|a, b| a.partial_cmp(b).unwrap()); v[v.len() / 2] }
-fn env(on: bool) { unsafe { if on { std::env::set_var("FL_NEW", "1") } else { std::env::remove_var("FL_NEW") } } }
+fn env(on: bool) { let v = std::env::var("AB_VAR").unwrap_or("FL_NEW".into()); unsafe { if on { std::env::set_var(&v, "1") } else { std::env::remove_var(&v) } } }
 fn main() {
     let a: Vec<usize> = std::env::args().skip(1).map(|s| s.parse().unwrap()).collect();
     let (rows, k, n, rounds) = (a[0], a[1], a[2], a[3]);
