@@ -355,6 +355,16 @@ impl Gemm<'_> {
     /// Runs the product. The only error is a packed size that overflows, and it is returned
     /// before anything is written.
     pub fn run(&self, y: MatMut<'_>) -> Result<(), LoraError> {
+        self.run_split(y, false)
+    }
+
+    /// As [`Gemm::run`]; `by_rows`: on several threads, split the rows (each thread reads
+    /// only its rows of x) even where the columns would give every thread a share. For the
+    /// GEMM shrink, whose few columns (A's panels) are cheap to read twice but whose x is not
+    /// (it comes from L3): forward(r) ÷ forward(0) on 2 threads, seed shape, per-round
+    /// medians against the column split, 0.990–0.994 at rank 128, 0.996–0.998 at rank 64,
+    /// 0.991 at 512 × 4096, rank 64 (docs/PERFORMANCE.md, nineteenth session).
+    pub fn run_split(&self, y: MatMut<'_>, by_rows: bool) -> Result<(), LoraError> {
         let ks = self.ks;
         let (rows, n, k) = (self.rows, self.n, self.k);
         let lora = match self.lora {
@@ -385,7 +395,8 @@ impl Gemm<'_> {
         // every pass, and a decode-like call streams W̃ once: one chunk per thread (see
         // `even_chunks`).
         let x_bytes = rows.saturating_mul(k).saturating_mul(4);
-        let tasks: Vec<Task<'_>> = if nt > 1 && np >= nt {
+        let rows_split = nt > 1 && rows > ks.mr;
+        let tasks: Vec<Task<'_>> = if nt > 1 && np >= nt && !(by_rows && rows_split) {
             let widths = if x_bytes > ks.w_resident_max || rows <= DECODE_MAX_ROWS {
                 even_chunks(n, ks.nr, nt)
             } else {
@@ -401,7 +412,7 @@ impl Gemm<'_> {
                     t
                 })
                 .collect()
-        } else if nt > 1 && rows > ks.mr {
+        } else if rows_split {
             let heights = chunks(rows, ks.mr, nt);
             let mut r0 = 0;
             y.split_rows_into(&heights)
@@ -816,7 +827,7 @@ pub(crate) fn shrink(
             lora: LoraSpec::None,
             store: Store::Overwrite(None),
         }
-        .run(view);
+        .run_split(view, true);
     }
     let flops = 2.0 * rows as f64 * k as f64 * n as f64;
     let nt = threads_for(flops.max(op_flops));
