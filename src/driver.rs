@@ -769,7 +769,7 @@ pub(crate) fn mixed_shrink(
 /// The dot kernel needs no padding but does a horizontal sum per output and as many vector
 /// loads as FMAs; the micro-kernel does one broadcast per MR·NR/LANES FMAs but computes its
 /// padding. Forward's own shrink alone, seed shape, Zen 4, interleaved (docs/PERFORMANCE.md,
-/// nineteenth session): AVX-512 (NR 32) rank 32 90 against 71–73 GFLOP/s, rank 64 97 / 73,
+/// nineteenth session): AVX-512 (NR 32) rank 32 90 against 71–73 GFLOP/s, rank 64 95–98 / 73,
 /// 96 97 / 72, 56 (⅞ real) 85 / 71–74, 48 (¾) equal, 40 (⅝) 59 against 67–74; AVX2 (NR 16)
 /// rank 16 73 / 60–63, rank 32 79–81 / 59. Depends only on the rank and the ISA's NR, so every
 /// path (forward, one-shot, mixed batch, `lora_shrink`) makes the same choice for an adapter
