@@ -225,19 +225,8 @@ pub fn dot_kernel(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gemm::tests::uniform_source;
     use crate::Isa;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut v = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                v ^= v << 13;
-                v ^= v >> 17;
-                v ^= v << 5;
-                (v >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
 
     /// Many x rows against few w rows (the x-outer order) and one x row per call (the w-outer
     /// order, one row block) give the same bits, and both agree with a plain f64 dot product
@@ -246,11 +235,9 @@ mod tests {
     fn loop_orders_give_the_same_bits() {
         let (rows, n, k, k2) = (23, 6, 53, 5);
         let (ldx, ldw) = (k + 3, k + 1);
-        let x = values(rows * ldx, 1);
-        let w = values(n * ldw, 2);
-        let x2 = values(rows * k2, 3);
-        let w2 = values(n * k2, 4);
-        let bias = values(n, 5);
+        let mut rnd = uniform_source(3);
+        let (x, w) = (rnd(rows * ldx), rnd(n * ldw));
+        let (x2, w2, bias) = (rnd(rows * k2), rnd(n * k2), rnd(n));
         for isa in Isa::available() {
             let ks = KernelSet::for_isa(isa);
             let seg1 = |r0: usize| DotSeg {

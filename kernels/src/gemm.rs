@@ -979,12 +979,12 @@ fn group_panels<'a: 'r, 'r>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::Isa;
 
     /// Values in [-0.5, 0.5) from a small LCG seeded with `seed`: `n` per call.
-    fn uniform_source(seed: u32) -> impl FnMut(usize) -> Vec<f32> {
+    pub(crate) fn uniform_source(seed: u32) -> impl FnMut(usize) -> Vec<f32> {
         let mut s = seed;
         move |n| {
             (0..n)
