@@ -195,16 +195,42 @@ impl PackedW {
         k: usize,
         blocked: bool,
     ) -> Result<Self, LoraError> {
+        // Packed once and streamed whole on every call: on huge pages where the OS grants them.
+        Self::pack(
+            ks,
+            (src, n, k),
+            blocked,
+            "packed weight size",
+            AlignedBuf::zeroed_huge,
+        )
+    }
+
+    /// As [`PackedW::new`], for panels packed during one call and dropped after it (the
+    /// swapped one-shot path's x̃ and s·t̃): ordinary pages. `what` names the operand in an
+    /// overflow error.
+    pub fn for_call(
+        ks: &KernelSet,
+        (src, n, k): (&[f32], usize, usize),
+        blocked: bool,
+        what: &'static str,
+    ) -> Result<Self, LoraError> {
+        Self::pack(ks, (src, n, k), blocked, what, AlignedBuf::zeroed)
+    }
+
+    fn pack(
+        ks: &KernelSet,
+        (src, n, k): (&[f32], usize, usize),
+        blocked: bool,
+        what: &'static str,
+        alloc: fn(usize) -> AlignedBuf,
+    ) -> Result<Self, LoraError> {
         let blocks = if blocked {
             k_blocks(k, ks.kc)
         } else {
             vec![(0, k)]
         };
-        let total = packed_len(n, k, ks.nr).ok_or(LoraError::Overflow {
-            what: "packed weight size",
-        })?;
-        // Packed once and streamed whole on every call: on huge pages where the OS grants them.
-        let mut data = AlignedBuf::zeroed_huge(total);
+        let total = packed_len(n, k, ks.nr).ok_or(LoraError::Overflow { what })?;
+        let mut data = alloc(total);
         let mut offsets = Vec::with_capacity(blocks.len());
         let mut parts: Vec<(&mut [f32], (usize, usize))> = Vec::with_capacity(blocks.len());
         let mut rest = data.as_mut_slice();
@@ -230,7 +256,7 @@ impl PackedW {
     }
 
     /// Panels `p0..p1` of K block `b`.
-    fn panels(&self, b: usize, p0: usize, p1: usize) -> &[f32] {
+    pub(crate) fn panels(&self, b: usize, p0: usize, p1: usize) -> &[f32] {
         let kc = self.blocks[b].1;
         &self.data.as_slice()
             [self.offsets[b] + p0 * self.nr * kc..self.offsets[b] + p1 * self.nr * kc]

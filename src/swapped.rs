@@ -27,9 +27,9 @@
 //! AVX-512's MR 12). It also takes calls of 9–32 rows from the small-rows kernel when their
 //! panels are full (30–32 rows at NR 32). Measured on the Zen 4: see [`swaps`].
 
-use crate::driver::{chunks, k_blocks, run_queue, starts, threads_for, InPlace, DECODE_MAX_ROWS};
-use crate::error::{add, mul, LoraError};
-use fused_lora_kernels::pack::{pack_panels, packed_len, transpose_into, AlignedBuf};
+use crate::driver::{chunks, run_queue, starts, threads_for, InPlace, PackedW, DECODE_MAX_ROWS};
+use crate::error::{mul, LoraError};
+use fused_lora_kernels::pack::{transpose_into, AlignedBuf};
 use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
 use std::cell::RefCell;
 
@@ -104,27 +104,15 @@ pub(crate) fn run(
         b,
         bias,
     } = *op;
-    let nr = ks.nr;
-    let blocks = k_blocks(d_in, ks.kc);
-    // x̃: each K block's rows packed into NR-row panels, one block after another.
-    let mut offsets = Vec::with_capacity(blocks.len());
-    let mut total = 0usize;
-    for &(_, kc) in &blocks {
-        offsets.push(total);
-        let len = packed_len(rows, kc, nr).ok_or(LoraError::Overflow { what: "packed x" })?;
-        total = add("packed x", total, len)?;
-    }
-    let st_len = packed_len(rows, rank, nr).ok_or(LoraError::Overflow { what: "packed t" })?;
+    // x̃: each K block's rows packed into NR-row panels (x is the packed operand here, W the
+    // broadcast one); s·t̃ likewise, one block of depth rank.
     mul("mcw * rows", mcw(ks), rows)?;
-    let mut xp = AlignedBuf::zeroed(total);
-    for (&(k0, kc), &off) in blocks.iter().zip(&offsets) {
-        pack_panels(x, d_in, rows, k0, kc, nr, &mut xp.as_mut_slice()[off..]);
-    }
-    let mut tp = AlignedBuf::zeroed(st_len);
-    if rank > 0 {
-        pack_panels(st, rank, rows, 0, rank, nr, tp.as_mut_slice());
-    }
-    let (xp, tp) = (xp.as_slice(), tp.as_slice());
+    let xp = PackedW::for_call(ks, (x, rows, d_in), true, "packed x")?;
+    let tp = match rank {
+        0 => None,
+        _ => Some(PackedW::for_call(ks, (st, rows, rank), false, "packed t")?),
+    };
+    let np = rows.div_ceil(ks.nr);
     let flops = 2.0 * rows as f64 * d_out as f64 * (d_in + rank) as f64;
     let nt = threads_for(flops);
     // Chunks of whole 16 × 16 transposes and MR tiles (48 features at MR 12).
@@ -154,27 +142,24 @@ pub(crate) fn run(
                     }
                     None => Store::Overwrite(None),
                 };
-                for (bi, (&(k0, kc), &off)) in blocks.iter().zip(&offsets).enumerate() {
-                    let xb = &xp[off..off + packed_len(rows, kc, nr).unwrap_or(0)];
+                for (bi, &(k0, kc)) in xp.blocks.iter().enumerate() {
                     let main = Segment {
                         kc,
                         a: &w[f0 * d_in + k0..],
                         lda: d_in,
-                        b: Panels::Packed(xb),
+                        b: Panels::Packed(xp.panels(bi, 0, np)),
                     };
-                    let last = bi + 1 == blocks.len();
-                    let lora = if last && rank > 0 {
-                        Lora::Shared(Segment {
+                    let lora = match &tp {
+                        Some(tp) if bi + 1 == xp.blocks.len() => Lora::Shared(Segment {
                             kc: rank,
                             a: &b[f0 * rank..],
                             lda: rank,
-                            b: Panels::Packed(tp),
-                        })
-                    } else {
-                        Lora::None
+                            b: Panels::Packed(tp.panels(0, 0, np)),
+                        }),
+                        _ => Lora::None,
                     };
                     let store = if bi == 0 { first } else { Store::Accumulate };
-                    macro_kernel(ks, main, lora, store, yt.rb(), rows.div_ceil(nr), &[]);
+                    macro_kernel(ks, main, lora, store, yt.rb(), np, &[]);
                 }
                 transpose_into(buf.as_slice(), rows, yc.sub(0, rows, j, jb));
                 j += jb;
