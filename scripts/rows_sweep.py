@@ -26,9 +26,13 @@ SERIES = [
     ("matrixmultiply base GEMM alone", "matrixmultiply base", "#2ca02c"),
 ]
 
-# The seed example names the one-shot row by what it does: up to SMALL_ROWS (32) rows
-# `lora_linear` reads W in place instead of packing it. Both are the one-shot series.
-ALIASES = {"fused-lora lora_linear (reads W in place)": "fused-lora lora_linear (packs per call)"}
+# The seed example names the one-shot row by the path `lora_linear` takes: W's rows read in
+# place by the small-rows kernel, W read in place as yᵀ's broadcast operand (the swapped path),
+# or W packed per call. All are the one-shot series.
+ALIASES = {
+    "fused-lora lora_linear (reads W in place)": "fused-lora lora_linear (packs per call)",
+    "fused-lora lora_linear (W in place, yᵀ)": "fused-lora lora_linear (packs per call)",
+}
 
 
 def run(rows, d_in, d_out, rank, threads):
