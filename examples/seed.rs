@@ -104,13 +104,22 @@ fn main() {
     // FMA peak on `o.threads` threads and on 1, probed before the timing and again after it
     // (below), keeping the higher: on a shared host one short probe can land in a slow moment
     // (81 GFLOP/s once, against 97–102 usually), which made "% peak" read above 100 %.
+    // On N threads the probe is also retried (up to twice) while it reads under 0.75 × N × the
+    // 1-thread probe: once both of a run's 2-thread probes read 116 GFLOP/s, one core's worth,
+    // while `forward` ran at 196, and the table printed 169 % of peak.
     let probe_peaks = || {
-        let p = probe::fma_peak_gflops(fused_lora::Isa::best(), o.threads);
+        let mut p = probe::fma_peak_gflops(fused_lora::Isa::best(), o.threads);
         let p1 = if o.threads > 1 {
             probe::fma_peak_gflops(fused_lora::Isa::best(), 1)
         } else {
             p
         };
+        for _ in 0..2 {
+            if o.threads <= 1 || p >= 0.75 * o.threads as f64 * p1 {
+                break;
+            }
+            p = p.max(probe::fma_peak_gflops(fused_lora::Isa::best(), o.threads));
+        }
         (p, p1)
     };
     let (peak, peak1) = probe_peaks();
@@ -392,6 +401,7 @@ fn main() {
     }
     println!("---:|");
     let unfused_mm = if peers { med[3] } else { f64::NAN };
+    let mut above_probe = false;
     for (vi, (name, _, _)) in variants.iter().enumerate() {
         let t = med[vi];
         let peak = if Some(vi) == scaling { peak1 } else { peak };
@@ -405,11 +415,12 @@ fn main() {
         } else {
             "–".to_string()
         };
+        let pct = 100.0 * fl / t / 1e9 / peak.max(1e-9);
+        above_probe |= pct > 100.0;
         print!(
-            "| {name} | {:.3} | {:.1} | {:.0}% | {vs_mm} |",
+            "| {name} | {:.3} | {:.1} | {pct:.0}% | {vs_mm} |",
             t * 1e3,
             fl / t / 1e9,
-            100.0 * fl / t / 1e9 / peak.max(1e-9),
         );
         if o.compare {
             let gbs = (d_out * d_in * 4) as f64 / t / 1e9;
@@ -420,6 +431,9 @@ fn main() {
             None if vi == 3 => println!(" ({unfused_err:.1e}) |"),
             None => println!(" – |"),
         }
+    }
+    if above_probe {
+        println!("\nnote: a rate above the FMA probe's means every probe of this run landed in a slow phase of the host; rerun for a trustworthy % peak");
     }
     println!("\nLoRA overhead of the fused layer: forward(rank {rank}) / forward(rank 0) = {:.3} (FLOP ratio {:.3}); per-round ratios: median {:.3}, quartiles {:.3}–{:.3}",
         med[0] / med[2], flops / (2.0 * (rows * d_in * d_out) as f64), overhead.0, overhead.1, overhead.2);
