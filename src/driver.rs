@@ -224,7 +224,10 @@ impl PackedW {
         what: &'static str,
         alloc: fn(usize) -> AlignedBuf,
     ) -> Result<Self, LoraError> {
-        let blocks = if blocked {
+        // A weight without rows (n = 0) keeps one empty block: its ⌈k/KC⌉ blocks would hold
+        // nothing, and k is then unbounded (n·k = 0 is all the caller's slice can vouch for),
+        // so listing them could exhaust memory (d_in = usize::MAX aborted the process).
+        let blocks = if blocked && n > 0 {
             k_blocks(k, ks.kc)
         } else {
             vec![(0, k)]

@@ -328,6 +328,27 @@ fn empty_shapes_are_valid() {
     assert_eq!(y, [1.5, -2.0, 1.5, -2.0]);
 }
 
+/// A layer with no output features vouches for no d_in at all (W has d_out·d_in = 0 values),
+/// so d_in may be anything: building it, adding an adapter and calling it must neither abort on
+/// an allocation sized by d_in (it once listed ⌈d_in/KC⌉ empty K blocks) nor write anything.
+#[test]
+fn layer_without_outputs_accepts_any_d_in() {
+    for d_in in [usize::MAX, 1 << 40, usize::MAX / 768] {
+        let layer = LoraLinear::new(d_in, 0, &[], None).unwrap();
+        assert_eq!((layer.d_in(), layer.d_out()), (d_in, 0));
+        let mut y: [f32; 0] = [];
+        layer.forward(0, &[], &mut y).unwrap();
+        assert!(matches!(
+            layer.forward(1, &[], &mut y).unwrap_err(),
+            LoraError::Overflow { .. } | LoraError::Length { .. }
+        ));
+        assert!(matches!(
+            layer.add_adapter(1, &[], &[], 1.0).unwrap_err(),
+            LoraError::Overflow { .. } | LoraError::Length { .. }
+        ));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
