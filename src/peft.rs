@@ -183,10 +183,18 @@ impl PeftConfig {
                 .and_then(|n| usize::try_from(n).ok())
                 .ok_or_else(|| err(format!("`{key}` must be a non-negative integer, found {v}")))
         };
+        // A number that does not fit an f32 (|alpha| ≥ 2^128) would become ±inf and turn every
+        // merged or applied value into ±inf or NaN: refused here, naming the field.
         let num = |key: &str, v: &Value| -> Result<f32, PeftError> {
-            v.as_f64()
-                .map(|x| x as f32)
-                .ok_or_else(|| err(format!("`{key}` must be a number, found {v}")))
+            let x = v
+                .as_f64()
+                .ok_or_else(|| err(format!("`{key}` must be a number, found {v}")))?;
+            let f = x as f32;
+            if f.is_finite() {
+                Ok(f)
+            } else {
+                Err(err(format!("`{key}` is {v}, outside the range of f32")))
+            }
         };
         let flag = |key: &str| -> Result<bool, PeftError> {
             match obj.get(key) {

@@ -314,6 +314,11 @@ fn malformed_adapters_are_typed_errors() {
         ("badtype", r#"{"r": "two"}"#),
         ("notlora", r#"{"r": 2, "peft_type": "IA3"}"#),
         ("badpattern", r#"{"r": 2, "rank_pattern": {"q_proj(": 2}}"#),
+        ("hugealpha", r#"{"r": 2, "lora_alpha": -1e39}"#),
+        (
+            "hugealphapattern",
+            r#"{"r": 2, "alpha_pattern": {"q_proj": 3.5e38}}"#,
+        ),
     ] {
         let dir = write_dir(
             name,
