@@ -167,7 +167,9 @@ fn pack_panels_on(
         // The panel is the transpose of rows r0..r0 + valid, columns k0..k0 + kc: the largest
         // block of whole register transposes first, the rest by the copies below.
         let (kt, jt) = match MatMut::new(panel, kc, valid, width) {
-            Some(mut view) => transpose_blocks(isa, &src[r0 * ld + k0..], ld, &mut view),
+            Some(mut view) => {
+                transpose_blocks(isa, &src[r0 * ld + k0..], ld, &mut view, Order::SrcRows)
+            }
             None => (0, 0),
         };
         // Copies: columns kt.. of the transposed rows, every column of the others.
@@ -202,7 +204,7 @@ pub fn transpose_into(src: &[f32], ld: usize, dst: MatMut<'_>) {
 /// [`transpose_into`] with the transposes of `isa` (if this CPU runs it; scalar otherwise).
 fn transpose_into_on(isa: Isa, src: &[f32], ld: usize, mut dst: MatMut<'_>) {
     let r = dst.rows();
-    let (it, jt) = transpose_blocks(isa, src, ld, &mut dst);
+    let (it, jt) = transpose_blocks(isa, src, ld, &mut dst, Order::DstRows);
     // The edges: rows it.. of the transposed columns, every row of the others.
     for i in 0..r {
         let out = dst.row_mut(i);
@@ -213,13 +215,30 @@ fn transpose_into_on(isa: Isa, src: &[f32], ld: usize, mut dst: MatMut<'_>) {
     }
 }
 
+/// Which side's rows the 16 × 16 transposes walk in the outer loop (see
+/// `x86::pack_block16`): the source's, when the source streams from memory or L3 and the
+/// destination (a panel buffer) is small ([`pack_panels`]); the destination's, when the source
+/// is a block in L2 and the destination is a large strided output ([`transpose_into`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    SrcRows,
+    DstRows,
+}
+
 /// The part of `dst[i][j] = src[j·ld + i]` (`dst` r × c) that whole 16 × 16 (AVX-512) or
 /// 8 × 8 (AVX2, and AVX-512 below 16) register transposes cover: i < it, j < jt, returned as
 /// (it, jt); (0, 0) on other paths. The caller copies the rest. Shared by [`pack_panels`] (a panel is the
-/// transpose of NR rows of W) and [`transpose_into`].
+/// transpose of NR rows of W) and [`transpose_into`]. The 8 × 8 path walks bands of the
+/// destination's rows in its outer loop whatever the `order`.
 ///
 /// Panics if `src` is too short for `c` rows of `r` at stride `ld`, or `r > ld`.
-fn transpose_blocks(isa: Isa, src: &[f32], ld: usize, dst: &mut MatMut<'_>) -> (usize, usize) {
+fn transpose_blocks(
+    isa: Isa,
+    src: &[f32],
+    ld: usize,
+    dst: &mut MatMut<'_>,
+    order: Order,
+) -> (usize, usize) {
     let (r, c) = (dst.rows(), dst.cols());
     if r == 0 || c == 0 {
         return (0, 0);
@@ -247,7 +266,7 @@ fn transpose_blocks(isa: Isa, src: &[f32], ld: usize, dst: &mut MatMut<'_>) -> (
         // block of rows 0..it, columns 0..jt lies inside `dst`'s rectangle.
         unsafe {
             if wide {
-                x86::pack_block16(from, ld, it, jt, to, ldd);
+                x86::pack_block16(from, ld, it, jt, to, ldd, order == Order::DstRows);
             } else {
                 x86::pack_block(from, ld, jt, it, jt, to, ldd);
             }
@@ -314,16 +333,26 @@ mod x86 {
         }
     }
 
-    /// The `k16 × j16` block of a panel (multiples of 16) as 16 × 16 transposes, 16 source
-    /// rows at a time over the whole block: each transpose reads one whole 64-byte line of 16
-    /// rows and writes 16 lines' worth of 16 columns, so no source line is visited twice (the
-    /// 8 × 8 transposes read each line in two halves, with 32 rows' lines in flight between
-    /// them at NR = 32) and 16 sequential row streams are what the hardware prefetchers see.
-    /// No software prefetch: on the Zen 4 test machine hints 2, 4 or 8 lines ahead gave
-    /// nothing measurable over none. Against [`pack_block`] (the one-shot call at the seed
-    /// shape, 1 thread, in-process A/B, 40 rounds): 0.934–0.937 × the call's time, where
-    /// not packing at all (wrong results, timing only) ran 0.834 ×; prefill512 and 2
-    /// threads unchanged (docs/PERFORMANCE.md, seventeenth session).
+    /// The `k16 × j16` block (multiples of 16) as 16 × 16 transposes.
+    ///
+    /// `dst_rows_outer = false` (packing W's panels): 16 source rows at a time over the whole
+    /// block: each transpose reads one whole 64-byte line of 16 rows and writes 16 lines'
+    /// worth of 16 columns, so no source line is visited twice (the 8 × 8 transposes read
+    /// each line in two halves, with 32 rows' lines in flight between them at NR = 32) and 16
+    /// sequential row streams are what the hardware prefetchers see. No software prefetch: on
+    /// the Zen 4 test machine hints 2, 4 or 8 lines ahead gave nothing measurable over none.
+    /// Against [`pack_block`] (the one-shot call at the seed shape, 1 thread, in-process A/B,
+    /// 40 rounds): 0.934–0.937 × the call's time, where not packing at all (wrong results,
+    /// timing only) ran 0.834 ×; prefill512 and 2 threads unchanged (docs/PERFORMANCE.md,
+    /// seventeenth session).
+    ///
+    /// `dst_rows_outer = true` (a yᵀ block in L2 into y's columns): 16 destination rows at a
+    /// time, each written line after line along the row, so y (written from L3 or memory)
+    /// sees 16 sequential streams instead of one line in each of all its rows per step. The
+    /// swapped one-shot call ÷ the source-rows order, Zen 4, in-process A/B, the old order
+    /// repeated as a control: seed shape 0.977 / 0.980 (controls 1.000 / 0.998), rank 128
+    /// 0.990 (0.999), 64 rows 0.971 (0.994), 320 rows 0.990 (0.994), 1536 → 3072 0.992
+    /// (0.995), 2 threads 0.997 (1.000) (docs/PERFORMANCE.md, twentieth session).
     ///
     /// # Safety
     /// AVX-512F available; `src` readable for `j16` rows of `k16` at stride `ld`, `dst`
@@ -336,10 +365,19 @@ mod x86 {
         j16: usize,
         dst: *mut f32,
         width: usize,
+        dst_rows_outer: bool,
     ) {
-        for j in (0..j16).step_by(16) {
+        if dst_rows_outer {
             for k in (0..k16).step_by(16) {
-                transpose16x16(src.add(j * ld + k), ld, dst.add(k * width + j), width);
+                for j in (0..j16).step_by(16) {
+                    transpose16x16(src.add(j * ld + k), ld, dst.add(k * width + j), width);
+                }
+            }
+        } else {
+            for j in (0..j16).step_by(16) {
+                for k in (0..k16).step_by(16) {
+                    transpose16x16(src.add(j * ld + k), ld, dst.add(k * width + j), width);
+                }
             }
         }
     }
