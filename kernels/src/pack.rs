@@ -247,6 +247,9 @@ fn transpose_blocks(
     assert!((c - 1) * ld + r <= src.len(), "transpose: src too short");
     let isa = isa.usable();
     let x86 = cfg!(target_arch = "x86_64");
+    // Only the 16 × 16 (x86) path has a choice of order.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = order;
     // 16 × 16 blocks where AVX-512 runs and both sides reach 16, else 8 × 8 ones (AVX2, which
     // every AVX-512 CPU has: a narrow panel or edge on an AVX-512 machine).
     let wide = x86 && isa == Isa::Avx512 && r >= 16 && c >= 16;
