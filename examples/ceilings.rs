@@ -1,6 +1,7 @@
 //! The ceiling of each piece of the fused GEMM on this machine: the micro-kernel's k loop with
-//! its operands in cache, then the same loop as W̃ comes from L3 and from memory, the layer's
-//! own loops, the LoRA terms, edge tiles, packing and the fixed cost of a call. Each line
+//! its operands in cache, then the same loop as W̃ comes from L3 and from memory (first with
+//! the output in L2, then stored as `forward` stores y), the layer's own loops, the LoRA terms,
+//! edge tiles, packing and the fixed cost of a call. Each line
 //! isolates one step from the line above it, so the table says where a layer's time goes
 //! between the FMA probe and `LoraLinear::forward` (docs/PERFORMANCE.md quotes it).
 //!
@@ -72,12 +73,28 @@ fn parse() -> Result<Opts, String> {
 /// Work per timed run of a piece: enough calls for about this many FLOPs (~5–10 ms here).
 const RUN_FLOP: f64 = 3e8;
 
+/// Where a [`Block`]'s output goes, call after call.
+#[derive(Clone, Copy, PartialEq)]
+enum Out {
+    /// One `mc × nc` C, overwritten by the first call and accumulated into by the others
+    /// (loaded and stored: C stays in cache when it is small).
+    Accumulate,
+    /// One `mc × nc` C, overwritten by every call, as `forward` stores y when d_in fits one
+    /// K block (stored only; a C larger than L2 is written back to L3).
+    Overwrite,
+    /// One `mc × group` C that stays in L2: every panel group is its own macro-kernel call
+    /// (hinting the next group, as the macro-kernel does between groups) overwriting it, so
+    /// only W̃ travels from L3.
+    GroupC,
+}
+
 /// x rows and packed W̃ panels for one macro-kernel shape (`mc × nc`, depth `kc`).
 struct Block {
     mc: usize,
     nc: usize,
     kc: usize,
     group: usize,
+    out: Out,
     x: Vec<f32>,
     /// Packed panels in the library's own buffer (64-byte aligned, huge pages when large): a
     /// plain `Vec` asks for no cache-line alignment, so its vector loads could cross lines.
@@ -87,17 +104,31 @@ struct Block {
 
 impl Block {
     fn new(ks: &KernelSet, mc: usize, nc: usize, kc: usize, group: usize) -> Block {
+        Block::with_out(ks, (mc, nc, kc), group, Out::Accumulate)
+    }
+
+    fn with_out(
+        ks: &KernelSet,
+        (mc, nc, kc): (usize, usize, usize),
+        group: usize,
+        out: Out,
+    ) -> Block {
         let raw = fill(nc * kc, 2);
         let mut w = AlignedBuf::zeroed_huge(packed_len(nc, kc, ks.nr).expect("size"));
         pack_panels(&raw, kc, nc, 0, kc, ks.nr, w.as_mut_slice());
+        let c_cols = match out {
+            Out::GroupC => nc.min(group * ks.nr),
+            _ => nc,
+        };
         Block {
             mc,
             nc,
             kc,
             group,
+            out,
             x: fill(mc * kc, 1),
             w,
-            c: vec![0.0; mc * nc],
+            c: vec![0.0; mc * c_cols],
         }
     }
 
@@ -110,21 +141,36 @@ impl Block {
         ((RUN_FLOP / self.flop().max(1.0)).ceil() as usize).max(min_calls)
     }
 
-    /// `calls` back-to-back macro-kernel calls accumulating into the same C (it stays in cache).
+    /// `calls` back-to-back passes over the block, the output as `self.out` says.
     fn run(&mut self, ks: &KernelSet, calls: usize) {
+        let segment = |b| Segment {
+            kc: self.kc,
+            a: &self.x,
+            lda: self.kc,
+            b: Panels::Packed(b),
+        };
         for i in 0..calls {
+            if self.out == Out::GroupC {
+                // Whole groups of whole panels: `nc` is a multiple of the group here.
+                let w = self.w.as_slice();
+                let group_len = self.group * ks.nr * self.kc;
+                let groups: Vec<&[f32]> = w.chunks(group_len).collect();
+                for (g, &panels) in groups.iter().enumerate() {
+                    let next = groups[(g + 1) % groups.len()];
+                    let cols = self.c.len() / self.mc;
+                    let c = MatMut::new(&mut self.c, self.mc, cols, cols).expect("C");
+                    let store = Store::Overwrite(None);
+                    macro_kernel(ks, segment(panels), Lora::None, store, c, self.group, next);
+                }
+                continue;
+            }
             let c = MatMut::new(&mut self.c, self.mc, self.nc, self.nc).expect("C");
-            let main = Segment {
-                kc: self.kc,
-                a: &self.x,
-                lda: self.kc,
-                b: Panels::Packed(self.w.as_slice()),
-            };
-            let store = if i == 0 {
+            let store = if i == 0 || self.out == Out::Overwrite {
                 Store::Overwrite(None)
             } else {
                 Store::Accumulate
             };
+            let main = segment(self.w.as_slice());
             macro_kernel(ks, main, Lora::None, store, c, self.group, &[]);
         }
     }
@@ -267,6 +313,15 @@ fn main() {
     let tile = team(mr, group_cols);
     let row_block = team(ks.mc_packed, group_cols);
     let nc_block = team(ks.mc_packed, ks.nc);
+    // The same NC block (rounded to whole groups) with its output overwritten per call, or
+    // kept in L2 (see `Out`).
+    let nc_groups = (ks.nc / group_cols).max(1) * group_cols;
+    let nc_out = |out| {
+        Team::new(threads, |_| {
+            Block::with_out(ks, (ks.mc_packed, nc_groups, kc), ks.ng_packed, out)
+        })
+    };
+    let (nc_overwrite, nc_group_c) = (nc_out(Out::Overwrite), nc_out(Out::GroupC));
     // Edge tiles: one full row tile and one of MR − 2 rows; a last panel half full.
     let edge_rows = team(2 * mr - 2, group_cols);
     let edge_cols = team(mr, group_cols - nr / 2);
@@ -326,8 +381,20 @@ fn main() {
             Box::new(|| row_block.timed_run(&pool, ks, 1)),
         ),
         (
+            "NC block, C in L2",
+            "MC rows × NC columns as one call per panel group, each overwriting one group's C (in L2): only W̃ comes from L3",
+            Unit::Flops,
+            Box::new(|| nc_group_c.timed_run(&pool, ks, 1)),
+        ),
+        (
+            "NC block, C stored",
+            "the same in one call, C (MC × NC) overwritten: stored, written back to L3 when larger than L2, as forward stores y",
+            Unit::Flops,
+            Box::new(|| nc_overwrite.timed_run(&pool, ks, 1)),
+        ),
+        (
             "NC block, W̃ in L3",
-            "MC rows × NC columns: each panel group comes from L3 once per call",
+            "MC rows × NC columns: each panel group comes from L3 once per call, C (MC × NC) accumulated",
             Unit::Flops,
             Box::new(|| nc_block.timed_run(&pool, ks, 1)),
         ),
