@@ -489,8 +489,10 @@ impl Gemm<'_> {
         let nr = ks.nr;
         let (trows, tcols) = (t.y.rows(), t.y.cols());
         let rank = lora.map_or(0, |l| l.rank);
-        // Prepacked W̃: row blocks whose x stays in L2 across all panel groups (W̃ is then read
-        // once per row block, prefetched), larger ones when W̃ does not stay in L3. W̃ packed
+        // Prepacked W̃: row blocks whose x fills half of L2 (W̃ is then read once per row
+        // block, prefetched, and x stays in L2 across the panel groups), or all of it where W̃
+        // does not stay in L3 or L2 holds 1 MiB or more (fewer passes of W̃; see
+        // fused_lora_kernels::blocking). W̃ packed
         // here: rows that fit one large block have each panel packed just in time (see
         // fused_lora_kernels::blocking); more rows get each KC × NC block packed whole first
         // (below), a W̃ that stays in L3, so they run as a prepacked one would. On Zen 1,

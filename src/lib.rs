@@ -117,15 +117,16 @@ impl Kernels {
         self.ks.ng
     }
 
-    /// (MC, NG) for a [`LoraLinear`]'s prepacked W̃: row blocks whose x stays in L2 across
-    /// the panel groups (the values above are for W̃ packed during a `lora_linear` call).
+    /// (MC, NG) for a [`LoraLinear`]'s prepacked W̃: row blocks whose x fills half of L2, or
+    /// all of it on CPUs with 1 MiB of L2 or more (the values above are for W̃ packed during a
+    /// `lora_linear` call).
     pub fn packed_blocks(&self) -> (usize, usize) {
         (self.ks.mc_packed, self.ks.ng_packed)
     }
 
     /// (MC, bytes): a prepacked W̃ of more than `bytes` (half of L3) does not stay in L3, so
-    /// each row block streams it from memory; its row blocks are this MC (x fills L2), fewer
-    /// than [`Kernels::packed_blocks`]'s.
+    /// each row block streams it from memory; its row blocks are this MC (x fills L2), never
+    /// smaller than [`Kernels::packed_blocks`]'s (equal to it on CPUs with 1 MiB of L2 or more).
     pub fn streamed_blocks(&self) -> (usize, usize) {
         (self.ks.mc_streamed, self.ks.w_resident_max)
     }

@@ -39,6 +39,16 @@
 //!   per-round ratios: 0.972, 0.977, 0.978, 0.986, 0.987, 0.996 (6 runs of 40–80 rounds; 0.990
 //!   and 0.999 in two more during a noisy phase); rank 128: 0.987, 0.989, 0.997 and 1.016;
 //!   prefill512 (84 → 90 rows at KC 683): 0.948, 0.992, 1.003, 1.005.
+//!   With 1 MiB of L2 or more ([`PACKED_FULL_L2`]) the x block fills L2 instead: on the Zen 4
+//!   (1 MiB L2, 32 MiB L3), in-process A/B of MC_packed 336 against half of L2's 168, NG 4
+//!   both, seed layer (768 → 3072), medians of per-round ratios: 176–512 rows 0.960–0.992 ×
+//!   the time on 1 thread (the default repeated as a control: 0.993–0.999), 1024 and 2048
+//!   rows 0.989–1.002; 2 threads 0.977–1.004 at 176–512 rows (controls 1.001–1.012). Each
+//!   pass of the KC × NC block from L3 costs its trip (docs/PERFORMANCE.md, twenty-first
+//!   session: 3.6–8.5 points of the FMA probe), and a single row block makes one pass where
+//!   two made two, while x's MR row streams come back from L3 at a rate it sustains. The
+//!   160-row seed shape (one block either way) does not change. The Zen 3 A/B above changed
+//!   NG with MC, and smaller L2s were not measured again, so below 1 MiB the half stays.
 //! - MC_streamed: for prepacked W̃ larger than half of L3 (`w_resident_max`), which then comes
 //!   from memory for every row block rather than from L3: the x block fills L2 (168 rows
 //!   here), so W̃ is streamed half as often. On a Zen 1 EPYC (512 KiB L2, 8 MiB L3, so the
@@ -169,6 +179,10 @@ fn cpu_vendor_family() -> Option<(bool, u32)> {
     None
 }
 
+/// From this L2 size on, a prepacked W̃'s row blocks are x blocks that fill L2, not half of it
+/// (MC_packed; see the module doc).
+pub const PACKED_FULL_L2: usize = 1 << 20;
+
 /// The blocks for an MR × NR tile with these caches; `kc_cap` bounds KC for the ISA.
 pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
     let kc = (c.l1d * 3 / 2 / 64).clamp(128, kc_cap.max(128)) / 8 * 8;
@@ -207,7 +221,13 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
         ng = (c.l2 * 3 / 4 / (kc * nr * 4)).max(1);
     }
     if mc_packed == 0 {
-        mc_packed = ((c.l2 / 2 / (kc * 4)) / mr * mr).clamp(mr, mc);
+        // x fills half of L2, or all of it from 1 MiB of L2 on (see the module doc).
+        let x_bytes = if c.l2 >= PACKED_FULL_L2 {
+            c.l2
+        } else {
+            c.l2 / 2
+        };
+        mc_packed = ((x_bytes / (kc * 4)) / mr * mr).clamp(mr, mc);
     }
     if ng_packed == 0 {
         ng_packed = (c.l2 * 3 / 8 / (kc * nr * 4)).max(1);
@@ -258,6 +278,23 @@ mod tests {
         // AVX-512 (32-wide panels): the same KC, its panel 3 × L1.
         assert_eq!(derive(12, 32, 768, c).kc, 768);
         assert_eq!(derive(12, 32, 384, c).kc, 384);
+        // Zen 4 (1 MiB L2): prepacked W̃'s x block fills L2, as the streamed one does.
+        let zen4 = derive(12, 32, 768, Caches { l2: 1 << 20, ..c });
+        assert_eq!(
+            (zen4.mc_packed, zen4.mc_streamed, zen4.ng_packed),
+            (336, 336, 4)
+        );
+        // Just under 1 MiB: half of L2.
+        let under = derive(
+            12,
+            32,
+            768,
+            Caches {
+                l2: (1 << 20) - 4096,
+                ..c
+            },
+        );
+        assert_eq!(under.mc_packed, 168);
         // Zen 1 EPYC: 8 MiB L3, so W̃ beyond 4 MiB (the seed shape's 9 MiB) counts as streamed.
         let zen1 = derive(6, 16, 768, Caches { l3: 8 << 20, ..c });
         assert_eq!((zen1.mc_packed, zen1.mc_streamed), (84, 168));

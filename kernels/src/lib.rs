@@ -55,9 +55,9 @@ pub struct KernelSet {
     /// W̃ panels per group in the macro-kernel (a group's `NG·KC·NR` floats stay in L2 while
     /// each x tile is reused across them from L1).
     pub ng: usize,
-    /// MC and NG when W̃ was packed beforehand (a `LoraLinear`): smaller row blocks whose x
-    /// stays in L2 across every panel group (see [`blocking`]). MC, NG are for W̃ packed
-    /// during the call, where a large MC lets each panel be packed just in time.
+    /// MC and NG when W̃ was packed beforehand (a `LoraLinear`): row blocks whose x fills half
+    /// of L2 (all of it from 1 MiB of L2 on), smaller groups (see [`blocking`]). MC, NG are
+    /// for W̃ packed during the call, where a large MC lets each panel be packed just in time.
     pub mc_packed: usize,
     pub ng_packed: usize,
     /// MC for a prepacked W̃ of more than `w_resident_max` bytes (half of L3): it streams from

@@ -1,0 +1,50 @@
+//! SCRATCH: lora_linear (one-shot) under alternative kernel sets (ALT), interleaved.
+//! fnab THREADS ROUNDS SHAPES ALTS
+use fused_lora::{lora_linear, Adapter, Dims};
+use fused_lora_kernels::ALT;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+fn rv(n: usize, seed: u64, amp: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n).map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * amp }).collect()
+}
+fn qs(mut v: Vec<f64>) -> (f64, f64, f64) { v.sort_by(|a, b| a.partial_cmp(b).unwrap()); let n = v.len(); (v[n / 4], v[n / 2], v[(3 * n) / 4]) }
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = args[1].parse().unwrap();
+    let rounds: usize = args[2].parse().unwrap();
+    let shapes: Vec<Vec<usize>> = args[3].split(',').map(|s| s.split(':').map(|x| x.parse().unwrap()).collect()).collect();
+    let alts: Vec<usize> = args[4].split(',').map(|s| s.parse().unwrap()).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    for sh in shapes {
+        let (rows, d_in, d_out, rank) = (sh[0], sh[1], sh[2], sh[3]);
+        let x = rv(rows * d_in, 1, 2.0);
+        let w = rv(d_out * d_in, 2, 0.05);
+        let bias = rv(d_out, 3, 0.2);
+        let a = rv(rank * d_in, 4, 0.05);
+        let b = rv(d_out * rank, 5, 0.5);
+        let dims = Dims { rows, d_in, d_out, rank };
+        let nv = alts.len();
+        let mut ys: Vec<Vec<f32>> = (0..nv).map(|_| vec![f32::NAN; rows * d_out]).collect();
+        let mut t: Vec<Vec<f64>> = (0..nv).map(|_| Vec::new()).collect();
+        for r in 0..rounds + 2 {
+            for j in 0..nv {
+                let i = (j + r) % nv;
+                ALT.store(alts[i], Ordering::Relaxed);
+                let s = Instant::now();
+                pool.install(|| lora_linear(dims, &x, &w, Some(&bias), Adapter::new(&a, &b, 0.5), &mut ys[i])).unwrap();
+                let e = s.elapsed().as_secs_f64() * 1e3;
+                if r >= 2 { t[i].push(e); }
+            }
+        }
+        ALT.store(0, Ordering::Relaxed);
+        println!("lora_linear {rows}x{d_in}->{d_out} r{rank}, {threads} thr, {rounds} rounds:");
+        for i in 0..nv {
+            let (_, m, _) = qs(t[i].clone());
+            let ratios: Vec<f64> = t[i].iter().zip(&t[0]).map(|(a, b)| a / b).collect();
+            let (q1, md, q3) = qs(ratios);
+            let same = ys[0].iter().zip(&ys[i]).all(|(p, q)| p.to_bits() == q.to_bits());
+            println!("  alt {}: {:.3} ms; / first {:.3} (q {:.3}–{:.3}) same bits {same}", alts[i], m, md, q1, q3);
+        }
+    }
+}
