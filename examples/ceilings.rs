@@ -152,12 +152,12 @@ impl Block {
         for i in 0..calls {
             if self.out == Out::GroupC {
                 // Whole groups of whole panels: `nc` is a multiple of the group here.
+                // The last group hints the first, as the next pass starts there.
                 let w = self.w.as_slice();
                 let group_len = self.group * ks.nr * self.kc;
-                let groups: Vec<&[f32]> = w.chunks(group_len).collect();
-                for (g, &panels) in groups.iter().enumerate() {
-                    let next = groups[(g + 1) % groups.len()];
-                    let cols = self.c.len() / self.mc;
+                let cols = self.c.len() / self.mc;
+                let nexts = w.chunks(group_len).cycle().skip(1);
+                for (panels, next) in w.chunks(group_len).zip(nexts) {
                     let c = MatMut::new(&mut self.c, self.mc, cols, cols).expect("C");
                     let store = Store::Overwrite(None);
                     macro_kernel(ks, segment(panels), Lora::None, store, c, self.group, next);
