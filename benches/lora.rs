@@ -101,7 +101,10 @@ fn bench(c: &mut Criterion) {
             .iter()
             .map(|w| LoraLinear::new(d_in, d_out, w, Some(&bias)).unwrap())
             .collect();
-        let mut y = vec![0.0f32; rows * d_out];
+        // Every variant writes one 64-byte aligned y, as an engine's tensor buffers are (a large
+        // y on whole lines is streamed past the caches by `forward`; docs/DESIGN.md).
+        let mut ybuf = fused_lora::AlignedBuf::zeroed(rows * d_out);
+        let y = ybuf.as_mut_slice();
         let mut t = vec![0.0f32; rows * rank];
         let flops = sh.dims.flops() as u64;
         let base_flops = 2 * (rows * d_in * d_out) as u64;
@@ -122,7 +125,11 @@ fn bench(c: &mut Criterion) {
             g.throughput(Throughput::Elements(flops));
             g.bench_function(BenchmarkId::from_parameter("fused_layer"), |bn| {
                 bn.iter(|| {
-                    pool.install(|| layers[next()].forward(rows, black_box(&x), &mut y).unwrap())
+                    pool.install(|| {
+                        layers[next()]
+                            .forward(rows, black_box(&x), &mut y[..])
+                            .unwrap()
+                    })
                 })
             });
             g.bench_function(BenchmarkId::from_parameter("fused_fn"), |bn| {
@@ -135,7 +142,7 @@ fn bench(c: &mut Criterion) {
                             w,
                             Some(&bias),
                             Adapter::new(&a, &b, scale),
-                            &mut y,
+                            &mut y[..],
                         )
                         .unwrap()
                     })
@@ -165,7 +172,7 @@ fn bench(c: &mut Criterion) {
                                     &b,
                                     scale,
                                     &mut t,
-                                    &mut y,
+                                    &mut y[..],
                                 )
                             })
                         })
@@ -175,7 +182,11 @@ fn bench(c: &mut Criterion) {
             g.throughput(Throughput::Elements(base_flops));
             g.bench_function(BenchmarkId::from_parameter("fused_rank0"), |bn| {
                 bn.iter(|| {
-                    pool.install(|| bases[next()].forward(rows, black_box(&x), &mut y).unwrap())
+                    pool.install(|| {
+                        bases[next()]
+                            .forward(rows, black_box(&x), &mut y[..])
+                            .unwrap()
+                    })
                 })
             });
             for (name, peer) in peers {
@@ -183,7 +194,7 @@ fn bench(c: &mut Criterion) {
                     bn.iter(|| {
                         let w = &ws[next()];
                         pool.install(|| {
-                            baseline::base(peer, rows, d_in, d_out, black_box(&x), w, &mut y)
+                            baseline::base(peer, rows, d_in, d_out, black_box(&x), w, &mut y[..])
                         })
                     })
                 });

@@ -1,6 +1,7 @@
 //! The ceiling of each piece of the fused GEMM on this machine: the micro-kernel's k loop with
 //! its operands in cache, then the same loop as W̃ comes from L3 and from memory (first with
-//! the output in L2, then stored as `forward` stores y), the layer's own loops, the LoRA terms,
+//! the output in L2, then stored as `forward` stores y, then streamed past the caches as it
+//! stores a y larger than L2), the layer's own loops, the LoRA terms,
 //! edge tiles, packing and the fixed cost of a call. Each line
 //! isolates one step from the line above it, so the table says where a layer's time goes
 //! between the FMA probe and `LoraLinear::forward` (docs/PERFORMANCE.md quotes it).
@@ -82,6 +83,9 @@ enum Out {
     /// One `mc × nc` C, overwritten by every call, as `forward` stores y when d_in fits one
     /// K block (stored only; a C larger than L2 is written back to L3).
     Overwrite,
+    /// As `Overwrite`, with `Store::Stream`: the stores go past the caches (where the ISA
+    /// streams; C is on whole lines), as `forward` stores a y larger than L2.
+    Stream,
     /// One `mc × group` C that stays in L2: every panel group is its own macro-kernel call
     /// (hinting the next group, as the macro-kernel does between groups) overwriting it, so
     /// only W̃ travels from L3.
@@ -99,7 +103,8 @@ struct Block {
     /// Packed panels in the library's own buffer (64-byte aligned, huge pages when large): a
     /// plain `Vec` asks for no cache-line alignment, so its vector loads could cross lines.
     w: AlignedBuf,
-    c: Vec<f32>,
+    /// On whole cache lines, as an engine's output buffer (and `Store::Stream` needs).
+    c: AlignedBuf,
 }
 
 impl Block {
@@ -128,7 +133,7 @@ impl Block {
             out,
             x: fill(mc * kc, 1),
             w,
-            c: vec![0.0; mc * c_cols],
+            c: AlignedBuf::zeroed(mc * c_cols),
         }
     }
 
@@ -155,20 +160,20 @@ impl Block {
                 // The last group hints the first, as the next pass starts there.
                 let w = self.w.as_slice();
                 let group_len = self.group * ks.nr * self.kc;
-                let cols = self.c.len() / self.mc;
+                let cols = self.c.as_slice().len() / self.mc;
                 let nexts = w.chunks(group_len).cycle().skip(1);
                 for (panels, next) in w.chunks(group_len).zip(nexts) {
-                    let c = MatMut::new(&mut self.c, self.mc, cols, cols).expect("C");
+                    let c = MatMut::new(self.c.as_mut_slice(), self.mc, cols, cols).expect("C");
                     let store = Store::Overwrite(None);
                     macro_kernel(ks, segment(panels), Lora::None, store, c, self.group, next);
                 }
                 continue;
             }
-            let c = MatMut::new(&mut self.c, self.mc, self.nc, self.nc).expect("C");
-            let store = if i == 0 || self.out == Out::Overwrite {
-                Store::Overwrite(None)
-            } else {
-                Store::Accumulate
+            let c = MatMut::new(self.c.as_mut_slice(), self.mc, self.nc, self.nc).expect("C");
+            let store = match self.out {
+                Out::Stream => Store::Stream(None),
+                _ if i == 0 || self.out == Out::Overwrite => Store::Overwrite(None),
+                _ => Store::Accumulate,
             };
             let main = segment(self.w.as_slice());
             macro_kernel(ks, main, Lora::None, store, c, self.group, &[]);
@@ -322,6 +327,7 @@ fn main() {
         })
     };
     let (nc_overwrite, nc_group_c) = (nc_out(Out::Overwrite), nc_out(Out::GroupC));
+    let nc_stream = nc_out(Out::Stream);
     // Edge tiles: one full row tile and one of MR − 2 rows; a last panel half full.
     let edge_rows = team(2 * mr - 2, group_cols);
     let edge_cols = team(mr, group_cols - nr / 2);
@@ -340,11 +346,12 @@ fn main() {
     lora.set_adapter(rank, &a, &b, lora_scale(16.0, rank))
         .expect("adapter");
     // One output per layer piece (each closure holds its own).
+    // 64-byte aligned, as an engine's tensors (and as `forward` needs to stream a large y).
     let (mut y0, mut y1, mut y2, mut y3) = (
-        vec![0.0f32; rows * d_out],
-        vec![0.0f32; rows * d_out],
-        vec![0.0f32; rows * d_out],
-        vec![0.0f32; rows * d_out],
+        AlignedBuf::zeroed(rows * d_out),
+        AlignedBuf::zeroed(rows * d_out),
+        AlignedBuf::zeroed(rows * d_out),
+        AlignedBuf::zeroed(rows * d_out),
     );
     let tiny = LoraLinear::new(16, 16, &fill(256, 5), None).expect("layer");
     let (tx, mut ty) = (fill(6 * 16, 6), vec![0.0f32; 6 * 16]);
@@ -393,6 +400,12 @@ fn main() {
             Box::new(|| nc_overwrite.timed_run(&pool, ks, 1)),
         ),
         (
+            "NC block, C streamed",
+            "the same with Store::Stream: C's whole lines stored past the caches (AVX-512; elsewhere as C stored), as forward stores a y larger than L2",
+            Unit::Flops,
+            Box::new(|| nc_stream.timed_run(&pool, ks, 1)),
+        ),
+        (
             "NC block, W̃ in L3",
             "MC rows × NC columns: each panel group comes from L3 once per call, C (MC × NC) accumulated",
             Unit::Flops,
@@ -422,7 +435,7 @@ fn main() {
             Unit::Flops,
             Box::new(|| {
                 let s = back_to_back(&pool, layer_calls, || {
-                    base.forward(rows, &x, &mut y0).expect("forward")
+                    base.forward(rows, &x, y0.as_mut_slice()).expect("forward")
                 });
                 (layer_calls as f64 * base_flop, s)
             }),
@@ -435,7 +448,7 @@ fn main() {
                 let mut s = 0.0;
                 for _ in 0..layer_calls {
                     flush_caches(&flush);
-                    s += pool.install(|| timed(|| base.forward(rows, &x, &mut y1).expect("fwd")));
+                    s += pool.install(|| timed(|| base.forward(rows, &x, y1.as_mut_slice()).expect("fwd")));
                 }
                 (layer_calls as f64 * base_flop, s)
             }),
@@ -446,7 +459,7 @@ fn main() {
             Unit::Flops,
             Box::new(|| {
                 let s = back_to_back(&pool, layer_calls, || {
-                    lora.forward(rows, &x, &mut y2).expect("forward")
+                    lora.forward(rows, &x, y2.as_mut_slice()).expect("forward")
                 });
                 (layer_calls as f64 * lora_flop, s)
             }),
@@ -458,7 +471,7 @@ fn main() {
             Box::new(|| {
                 let ad = Adapter::new(&a, &b, lora_scale(16.0, rank));
                 let s = back_to_back(&pool, layer_calls, || {
-                    lora_linear(dims, &x, &w, None, ad, &mut y3).expect("lora_linear")
+                    lora_linear(dims, &x, &w, None, ad, y3.as_mut_slice()).expect("lora_linear")
                 });
                 (layer_calls as f64 * lora_flop, s)
             }),

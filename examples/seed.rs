@@ -312,17 +312,21 @@ fn main() {
         ));
     }
     let pool_of = |vi: usize| if Some(vi) == scaling { &pool1 } else { &pool };
-    let mut y = vec![f32::NAN; rows * d_out];
+    // Every variant writes the same y, 64-byte aligned as an engine's tensor buffers are
+    // (`AlignedBuf`): a y that large on whole lines lets `forward` stream it past the caches
+    // (docs/DESIGN.md, "Output stores").
+    let mut ybuf = fused_lora::AlignedBuf::zeroed(rows * d_out);
+    let y = ybuf.as_mut_slice();
     let mut errs = Vec::new();
     for (vi, (_, fused, run)) in variants.iter_mut().enumerate() {
         y.fill(f32::NAN);
-        pool_of(vi).install(|| run(0, &mut y));
-        errs.push(if *fused { Some(err_ratio(&y)) } else { None });
+        pool_of(vi).install(|| run(0, &mut y[..]));
+        errs.push(if *fused { Some(err_ratio(y)) } else { None });
     }
     let unfused_err = if peers {
         y.fill(f32::NAN);
-        pool.install(|| (variants[3].2)(0, &mut y));
-        err_ratio(&y)
+        pool.install(|| (variants[3].2)(0, &mut y[..]));
+        err_ratio(y)
     } else {
         f64::NAN
     };
@@ -332,7 +336,7 @@ fn main() {
     // on a shared host.
     let mut one = || {
         let t0 = Instant::now();
-        pool.install(|| (variants[0].2)(0, &mut y));
+        pool.install(|| (variants[0].2)(0, &mut y[..]));
         t0.elapsed().as_secs_f64()
     };
     let est = one().min(one());
@@ -353,10 +357,10 @@ fn main() {
         for vi in (0..nv).map(|j| (j + round) % nv) {
             let run = &mut variants[vi].2;
             c = (c + 1) % copies;
-            pool_of(vi).install(|| run(c, &mut y));
+            pool_of(vi).install(|| run(c, &mut y[..]));
             c = (c + 1) % copies;
             let t0 = Instant::now();
-            pool_of(vi).install(|| run(c, &mut y));
+            pool_of(vi).install(|| run(c, &mut y[..]));
             times[vi].push(t0.elapsed().as_secs_f64());
         }
     }

@@ -414,6 +414,7 @@ impl Gemm<'_> {
             WSrc::Packed(p) => p.blocks.clone(),
             WSrc::Raw(_) => k_blocks(k, ks.kc),
         };
+        let store = self.stored(rows, blocks.len(), y.line_aligned());
         // scale·t, row-major: the A side of the fused second segment (x itself is not packed).
         let st: Vec<f32> = lora.map_or(Vec::new(), |l| l.t.iter().map(|v| v * l.scale).collect());
 
@@ -472,8 +473,25 @@ impl Gemm<'_> {
             },
         };
         let (st, blocks) = (&st[..], &blocks[..]);
-        run_queue(tasks, nt, |t| self.task(t, xs, st, blocks, lora));
+        run_queue(tasks, nt, |t| self.task(t, xs, st, blocks, lora, store));
         Ok(())
+    }
+
+    /// The store this call makes. `Store::Stream` (asked for by the entry points whose y is
+    /// their result) only where it pays: one K block (y written once; with several, the next
+    /// block would read back from memory what the first streamed there), more than
+    /// [`DECODE_MAX_ROWS`] rows, a y of at least `ks.stream_min` bytes (L2; `usize::MAX` on
+    /// paths without non-temporal stores), which would not stay in L2 for its reader anyway,
+    /// and rows on whole cache lines (`aligned`: elsewhere no vector could be streamed, and
+    /// C's prefetch would only be lost); otherwise `Store::Overwrite`.
+    fn stored(&self, rows: usize, k_blocks: usize, aligned: bool) -> Store<'_> {
+        let y_bytes = rows.saturating_mul(self.n).saturating_mul(4);
+        let pays =
+            k_blocks == 1 && rows > DECODE_MAX_ROWS && y_bytes >= self.ks.stream_min && aligned;
+        match self.store {
+            Store::Stream(b) if !pays => Store::Overwrite(b),
+            s => s,
+        }
     }
 
     /// The JC, PC and IC loops over one task's rectangle.
@@ -484,6 +502,7 @@ impl Gemm<'_> {
         st: &[f32],
         blocks: &[(usize, usize)],
         lora: Option<LoraTerm<'_>>,
+        store: Store<'_>,
     ) {
         let ks = self.ks;
         let nr = ks.nr;
@@ -565,8 +584,9 @@ impl Gemm<'_> {
                     _ => Vec::new(),
                 };
                 let mut row_loras: Vec<Option<RowLora<'_>>> = Vec::new();
-                let store = match (bi, self.store) {
+                let store = match (bi, store) {
                     (0, Store::Overwrite(Some(b))) => Store::Overwrite(Some(&b[col0..col0 + ncb])),
+                    (0, Store::Stream(Some(b))) => Store::Stream(Some(&b[col0..col0 + ncb])),
                     (0, s) => s,
                     _ => Store::Accumulate,
                 };

@@ -365,7 +365,7 @@ impl LoraLinear {
             ldx: self.d_in,
             w: WSrc::Packed(&self.w),
             lora,
-            store: Store::Overwrite(self.bias.as_deref()),
+            store: Store::Stream(self.bias.as_deref()),
         }
         .run(y)
     }
@@ -399,6 +399,11 @@ impl LoraLinear {
     }
 
     /// `y = x·Wᵀ + bias + scale·(x·Aᵀ)·Bᵀ` for `rows` rows; y `[rows, d_out]` is overwritten.
+    ///
+    /// A y larger than L2 on whole cache lines (starting on a 64-byte boundary, as an
+    /// [`AlignedBuf`](crate::AlignedBuf) does, with d_out a multiple of 16) is written past the
+    /// caches when d_in fits one K block (AVX-512): about 1 % faster, and its reader then finds
+    /// it in memory rather than in L3 (docs/DESIGN.md, "Output stores"). Same results either way.
     ///
     /// # Errors
     /// [`LoraError::Length`] if x is not rows·d_in or y not rows·d_out long,
@@ -456,7 +461,7 @@ impl LoraLinear {
             ldx,
             w: WSrc::Packed(&self.w),
             lora,
-            store: Store::Overwrite(self.bias.as_deref()),
+            store: Store::Stream(self.bias.as_deref()),
         };
         gemm.run(y)
     }

@@ -53,6 +53,7 @@ mod swapped;
 
 pub use dims::{lora_scale, rslora_scale, Adapter, Dims};
 pub use error::LoraError;
+pub use fused_lora_kernels::pack::AlignedBuf;
 pub use fused_lora_kernels::Isa;
 pub use layer::{AdapterId, LoraLinear};
 pub use merge::{merge, unmerge};
@@ -218,7 +219,7 @@ impl Kernels {
             ldx,
             w: WSrc::Raw(w),
             lora: LoraSpec::Shared(lora),
-            store: Store::Overwrite(bias),
+            store: Store::Stream(bias),
         }
         .run(y)
     }

@@ -154,7 +154,7 @@ impl Kernels {
             ldx: d_in,
             w: WSrc::Raw(w),
             lora,
-            store: Store::Overwrite(bias),
+            store: Store::Stream(bias),
         }
         .run(y)
     }

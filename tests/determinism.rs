@@ -141,3 +141,63 @@ fn isa_override_is_honoured() {
     // A lower path can always be requested per call site.
     assert_eq!(Kernels::for_isa(Isa::Portable).isa(), Isa::Portable);
 }
+
+/// A window of `n` floats in `buf` that starts `off` floats past a 64-byte line.
+fn window(buf: &mut [f32], off: usize, n: usize) -> &mut [f32] {
+    let start = (64 - buf.as_ptr() as usize % 64) % 64 / 4 + off;
+    &mut buf[start..start + n]
+}
+
+/// An output larger than any L2, on whole cache lines (d_out a multiple of 16 floats, the
+/// first row on a line), is written with streamed stores (`Store::Stream`, one K block, more
+/// than 8 rows); the same output one float off a line is not. Both must hold the same bits,
+/// within the error bound of the reference, for 1 and 2 threads, through `forward`,
+/// `forward_mixed` and `lora_linear`.
+#[test]
+fn streamed_outputs_match_unstreamed_ones() {
+    let dims = Dims {
+        rows: 300,
+        d_in: 96,
+        d_out: 4096,
+        rank: 4,
+    };
+    let p = Problem::new(dims, 21);
+    let (want, bound) = p.expected(true);
+    let n = dims.rows * dims.d_out;
+    for isa in isas() {
+        let mut layer =
+            LoraLinear::with_isa(isa, dims.d_in, dims.d_out, &p.w, Some(&p.bias)).unwrap();
+        layer.set_adapter(dims.rank, &p.a, &p.b, p.scale).unwrap();
+        let id = layer.add_adapter(dims.rank, &p.a, &p.b, p.scale).unwrap();
+        let ids = vec![Some(id); dims.rows];
+        let k = Kernels::for_isa(isa);
+        let mut outs: Vec<Vec<u32>> = Vec::new();
+        for threads in [1, 2] {
+            for off in [0, 1] {
+                for entry in ["forward", "forward_mixed", "lora_linear"] {
+                    let mut buf = vec![f32::NAN; n + 32];
+                    let y = window(&mut buf, off, n);
+                    pool(threads)
+                        .install(|| match entry {
+                            "forward" => layer.forward(dims.rows, &p.x, y),
+                            "forward_mixed" => layer.forward_mixed(dims.rows, &p.x, &ids, y),
+                            _ => k.lora_linear(dims, &p.x, &p.w, Some(&p.bias), p.adapter(), y),
+                        })
+                        .unwrap();
+                    let what = format!("{entry} {isa} threads {threads} offset {off}");
+                    common::assert_close(&what, y, &want, &bound);
+                    outs.push(y.iter().map(|v| v.to_bits()).collect());
+                }
+            }
+        }
+        // Each entry point: every (threads, offset) run gives its first run's bits.
+        for e in 0..3 {
+            for run in 1..4 {
+                assert!(
+                    outs[run * 3 + e] == outs[e],
+                    "{isa}: entry {e}, run {run}: bits differ from the aligned 1-thread run"
+                );
+            }
+        }
+    }
+}

@@ -66,9 +66,20 @@
 //!   calls (which keep theirs) unchanged. Measured on Zen 1 only; Zen 2 shares the family.
 //!   Elsewhere they stay on (on the Zen 3 they were worth ~10 % at 48 rows).
 //!
+//! - Streamed output (`stream_min`): a y of at least L2's size, written once (d_in in one K
+//!   block) by compute-bound calls on the AVX-512 path, on whole cache lines, is stored past the
+//!   caches (`gemm::Store::Stream`): its lines then cost no read for ownership and do not evict
+//!   the x block and the W̃ groups from L2. Zen 4, in-process A/B against never streaming,
+//!   aligned y: 0.983–0.993 × the time at 96–2048 rows × 768 → 3072 on 1 thread, 0.957–0.997
+//!   on 2 (the setting repeated as a control: 0.993–1.006, 0.991–1.008); at 64 rows (a y
+//!   below L2) 1.013 × in the scratch run that set the threshold (its control 0.997). On the
+//!   AVX2 path 1.016–1.028 × the time, so off there (docs/PERFORMANCE.md, twenty-second
+//!   session).
+//!
 //! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4,hints=0` overrides any of them (for tuning
 //! experiments; `mc` also sets MC_packed and MC_streamed, `ng` also NG_packed, `hints` 0 or 1
-//! the lean hints).
+//! the lean hints, `stream` the streamed-output threshold in bytes: 0 streams every eligible
+//! call, a huge value none).
 
 use std::sync::OnceLock;
 
@@ -148,6 +159,8 @@ pub struct Blocks {
     pub w_resident_max: usize,
     /// Whether compute-bound calls issue next-group L2 hints (see the module doc).
     pub lean_hints: bool,
+    /// Outputs from this many bytes on are stored past the caches (see the module doc).
+    pub stream_min: usize,
 }
 
 /// Whether compute-bound calls should issue next-group L2 hints on a CPU of this vendor and
@@ -191,6 +204,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
     let (mut kc, mut mc, mut nc, mut ng) = (kc, mc, nc, 0);
     let (mut mc_packed, mut ng_packed, mut mc_streamed) = (0, 0, 0);
     let mut lean_hints = cpu_vendor_family().is_none_or(|(amd, f)| lean_hints_for(amd, f));
+    let mut stream_min = c.l2;
     if let Ok(v) = std::env::var("FUSED_LORA_BLOCKING") {
         for part in v.split(',') {
             let mut it = part.splitn(2, '=');
@@ -213,6 +227,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
                     ng_packed = val;
                 }
                 "hints" => lean_hints = val != 0,
+                "stream" => stream_min = val,
                 _ => {}
             }
         }
@@ -245,6 +260,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
         mc_streamed,
         w_resident_max: c.l3 / 2,
         lean_hints,
+        stream_min,
     }
 }
 
@@ -275,6 +291,8 @@ mod tests {
         assert_eq!((b.mc_packed, b.ng_packed), (84, 4));
         // W̃ beyond half of L3: x blocks of 168 rows (504 KiB), the whole L2.
         assert_eq!((b.mc_streamed, b.w_resident_max), (168, 16 << 20));
+        // Outputs stream from L2's size on.
+        assert_eq!(b.stream_min, 512 << 10);
         // AVX-512 (32-wide panels): the same KC, its panel 3 × L1.
         assert_eq!(derive(12, 32, 768, c).kc, 768);
         assert_eq!(derive(12, 32, 384, c).kc, 384);

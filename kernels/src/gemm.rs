@@ -14,7 +14,7 @@
 use crate::mat::MatMut;
 use crate::pack::{pack_panels, packed_len, AlignedBuf};
 
-use crate::simd::Simd;
+use crate::simd::{stream_fence, Simd};
 use crate::KernelSet;
 
 /// Arguments of one micro-kernel call (raw pointers: the safe wrappers below check bounds).
@@ -159,7 +159,7 @@ pub(crate) unsafe fn micro_body<
             kk += 1;
         }
     }
-    finish::<S, NV, M, TIGHT>(p, &mut acc, &tile);
+    finish::<S, NV, M, TIGHT, false>(p, &mut acc, &tile);
 }
 
 /// k steps per block of [`micro_body_lean`]'s loop.
@@ -174,14 +174,22 @@ const LEAN_BLOCK: usize = 16;
 /// for 6-row tiles, 85.8–86.6 → 88.4–89.3 for 4-row tiles. In decode-like calls (rows 8, W̃
 /// from memory) its bursts of hints made it 3–9 % slower than [`micro_body`], hence two.
 ///
+/// `STREAM` (the `micro_stream` table, with `first`: [`Store::Stream`]): C's lines are not
+/// prefetched and its whole aligned vectors are stored past the caches. A const rather than a
+/// flag in [`MicroArgs`]: with a runtime branch in the store loop LLVM kept AVX2's
+/// accumulators in memory through the whole k loop (a store after every FMA; the seed shape
+/// at half speed).
+///
 /// # Safety
-/// As [`micro_body`].
+/// As [`micro_body`]; with `STREAM`, C's rows start on 64-byte lines and NR·4 bytes is a
+/// multiple of 64, so that every whole vector stored is aligned to its size.
 #[inline(always)]
 pub(crate) unsafe fn micro_body_lean<
     S: Simd,
     const NV: usize,
     const M: usize,
     const TIGHT: bool,
+    const STREAM: bool,
 >(
     p: &MicroArgs,
 ) {
@@ -193,7 +201,9 @@ pub(crate) unsafe fn micro_body_lean<
     let mut pf = Hints::new(p, 4);
     for q in 0..p.panels {
         let tile = Tile::panel(p, q, nr);
-        prefetch_tile::<S, NV, M>(tile.c, p.ldc);
+        if !STREAM {
+            prefetch_tile::<S, NV, M>(tile.c, p.ldc);
+        }
         pf.next_panel(p.pf2.wrapping_add(q * p.k2 * nr));
         let mut acc = [[S::zero(); NV]; M];
         let (b1, b2) = (
@@ -215,7 +225,7 @@ pub(crate) unsafe fn micro_body_lean<
                 kk += 1;
             }
         }
-        finish::<S, NV, M, TIGHT>(p, &mut acc, &tile);
+        finish::<S, NV, M, TIGHT, STREAM>(p, &mut acc, &tile);
     }
 }
 
@@ -285,16 +295,22 @@ unsafe fn steps<S: Simd, const NV: usize, const M: usize, const TIGHT: bool>(
 /// # Safety
 /// As [`micro_body`].
 #[inline(always)]
-unsafe fn finish<S: Simd, const NV: usize, const M: usize, const TIGHT: bool>(
+unsafe fn finish<
+    S: Simd,
+    const NV: usize,
+    const M: usize,
+    const TIGHT: bool,
+    const STREAM: bool,
+>(
     p: &MicroArgs,
     acc: &mut [[S::V; NV]; M],
     tile: &Tile,
 ) {
-    if TIGHT {
+    if TIGHT || STREAM {
         let mut copy = *acc;
-        finish_tile::<S, NV, M>(p, &mut copy, tile);
+        finish_tile::<S, NV, M, STREAM>(p, &mut copy, tile);
     } else {
-        finish_tile::<S, NV, M>(p, acc, tile);
+        finish_tile::<S, NV, M, STREAM>(p, acc, tile);
     }
 }
 
@@ -430,12 +446,13 @@ impl Hints {
     }
 }
 
-/// Adds the per-row segments of a mixed batch, then stores the tile.
+/// Adds the per-row segments of a mixed batch, then stores the tile (`STREAM`: see
+/// [`micro_body_lean`]).
 ///
 /// # Safety
 /// As [`micro_body`].
 #[inline(always)]
-unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize>(
+unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize, const STREAM: bool>(
     p: &MicroArgs,
     acc: &mut [[S::V; NV]; M],
     tile: &Tile,
@@ -458,18 +475,20 @@ unsafe fn finish_tile<S: Simd, const NV: usize, const M: usize>(
         }
     }
     for (i, row) in acc.iter().enumerate() {
-        store_row::<S, NV>(row, tile.c.add(i * p.ldc), tile.n, tile.bias, p.first);
+        store_row::<S, NV, STREAM>(row, tile.c.add(i * p.ldc), tile.n, tile.bias, p.first);
     }
 }
 
 /// Stores one accumulated row of a tile: `n ≤ NV·LANES` values at `crow`, plus (when `first`)
-/// the bias or nothing, or (otherwise) the old values.
+/// the bias or nothing, or (otherwise) the old values. `STREAM` (with `first`): whole vectors
+/// through [`Simd::store_stream`].
 ///
 /// # Safety
 /// `crow` writable (and readable unless `first`) for `n` values; `bias` null or readable for
-/// `n` values; the CPU supports `S`.
+/// `n` values; with `STREAM` and `first`, `crow` aligned to a vector's size; the CPU supports
+/// `S`.
 #[inline(always)]
-unsafe fn store_row<S: Simd, const NV: usize>(
+unsafe fn store_row<S: Simd, const NV: usize, const STREAM: bool>(
     row: &[S::V; NV],
     crow: *mut f32,
     n: usize,
@@ -500,7 +519,9 @@ unsafe fn store_row<S: Simd, const NV: usize>(
             Some(pv) => S::add(pv, accv),
             None => accv,
         };
-        if full {
+        if full && STREAM && first {
+            S::store_stream(crow.add(col), r);
+        } else if full {
             S::store(crow.add(col), r);
         } else {
             S::store_partial(crow.add(col), r, cnt);
@@ -560,7 +581,7 @@ pub(crate) unsafe fn gemv_body<S: Simd, const NV: usize, const P: usize>(p: &Gem
     // indexing `acc` itself, NEON kept the accumulators in memory (a store after every FMA).
     let fin = acc;
     for (q, row) in fin.iter().enumerate() {
-        store_row::<S, NV>(row, p.c[q], p.n[q], p.bias[q], p.first);
+        store_row::<S, NV, false>(row, p.c[q], p.n[q], p.bias[q], p.first);
     }
 }
 
@@ -631,6 +652,14 @@ pub enum Lora<'a> {
 pub enum Store<'a> {
     /// C = bias (broadcast over rows, or 0) + products. C is never read.
     Overwrite(Option<&'a [f32]>),
+    /// As `Overwrite`, but in compute-bound calls (the lean kernel) C's lines are not
+    /// prefetched and its whole vectors are stored non-temporally: no read for ownership, and
+    /// C does not evict the x block and W̃ groups from L2. For an output larger than L2 that
+    /// is written once (see the driver's rule); an output that its reader would find in cache
+    /// should not use it. Needs C's rows on cache lines ([`MatMut::line_aligned`]) and panels
+    /// of whole lines; otherwise the same as `Overwrite`. The call ends with a store fence.
+    /// Same values as `Overwrite`.
+    Stream(Option<&'a [f32]>),
     /// C += products.
     Accumulate,
 }
@@ -705,13 +734,16 @@ pub fn macro_kernel(
     }
     assert!(mr <= MAX_MR);
     let bias = match store {
-        Store::Overwrite(Some(b)) => {
+        Store::Overwrite(Some(b)) | Store::Stream(Some(b)) => {
             assert!(b.len() >= nc, "macro_kernel: bias too short");
             Some(b)
         }
         _ => None,
     };
-    let first = matches!(store, Store::Overwrite(_));
+    let first = matches!(store, Store::Overwrite(_) | Store::Stream(_));
+    // Streamed stores need whole lines: a C whose rows are not on cache lines is overwritten
+    // the ordinary way (`store_stream` requires its vectors aligned).
+    let stream = matches!(store, Store::Stream(_)) && c.line_aligned() && (nr * 4) % 64 == 0;
     let k2 = lora.map_or(0, |l| l.kc);
     let n_panels = nc.div_ceil(nr);
     let n_tiles = mc.div_ceil(mr);
@@ -927,9 +959,13 @@ pub fn macro_kernel(
                 // At most one next-group line per 4 k steps on average: the lean loop (its
                 // hints come in bursts of ≤ 4 per block); more (decode-like calls): hints
                 // spread over every 4 k steps, walking one contiguous run (packed panels) or
-                // raw W rows (see `micro_body_lean` and `micro_body`).
+                // raw W rows (see `micro_body_lean` and `micro_body`). `micro_stream` only
+                // when `stream`: C's rows on lines and NR·4 a multiple of 64 (checked above),
+                // so every whole vector it streams is aligned.
                 let kernels = if side {
                     ks.micro_fine_side
+                } else if pf_n <= lean_max * np && stream {
+                    ks.micro_stream
                 } else if pf_n <= lean_max * np {
                     ks.micro
                 } else if pf_ld == 0 {
@@ -941,6 +977,9 @@ pub fn macro_kernel(
             }
         }
         g0 = g1;
+    }
+    if stream {
+        stream_fence();
     }
 }
 
@@ -1203,6 +1242,75 @@ pub(crate) mod tests {
         macro_kernel(ks, main, lora, store, view, gn.0, gn.1);
     }
 
+    /// `Store::Stream` must store exactly what `Overwrite` stores, wherever C sits: 64-byte
+    /// aligned rows (every whole vector streamed), row strides that misalign every other row,
+    /// C starting off a line (vectors stored the ordinary way), a partial last panel; 1 to 40
+    /// rows (every route: lean, fine, side, one row), with and without the LoRA segment and
+    /// bias. Nothing outside C's rectangle is written.
+    #[test]
+    fn streamed_stores_match_overwrite() {
+        let mut rnd = uniform_source(13);
+        for isa in Isa::available() {
+            let ks = KernelSet::for_isa(isa);
+            let nr = ks.nr;
+            let (kc, k2, nc) = (70, 6, 5 * nr - 3);
+            let np = nc.div_ceil(nr);
+            let b1 = rnd(np * kc * nr);
+            let b2 = rnd(np * k2 * nr);
+            let bias = rnd(nc);
+            for mc in [1, 3, 8, 13, 40] {
+                let a1 = rnd(mc * kc);
+                let a2 = rnd(mc * k2);
+                for (ldc, off) in [(np * nr, 0), (nc, 0), (nc + 16, 1), (nc + 5, 3)] {
+                    for with_lora in [true, false] {
+                        let mut outs = Vec::new();
+                        for stream in [false, true] {
+                            let len = off + (mc - 1) * ldc + nc + 7;
+                            let mut buf = AlignedBuf::zeroed(len);
+                            buf.as_mut_slice().fill(f32::NAN);
+                            let main = Segment {
+                                kc,
+                                a: &a1,
+                                lda: kc,
+                                b: Panels::Packed(&b1),
+                            };
+                            let lora = if with_lora {
+                                Lora::Shared(Segment {
+                                    kc: k2,
+                                    a: &a2,
+                                    lda: k2,
+                                    b: Panels::Packed(&b2),
+                                })
+                            } else {
+                                Lora::None
+                            };
+                            let b = with_lora.then_some(&bias[..]);
+                            let store = if stream {
+                                Store::Stream(b)
+                            } else {
+                                Store::Overwrite(b)
+                            };
+                            let view = MatMut::new(&mut buf.as_mut_slice()[off..], mc, nc, ldc)
+                                .expect("view");
+                            macro_kernel(ks, main, lora, store, view, 2, &[]);
+                            outs.push(buf.as_mut_slice().to_vec());
+                        }
+                        let what = format!("{isa:?} mc {mc} ldc {ldc} off {off} lora {with_lora}");
+                        for i in 0..mc {
+                            let row = &outs[1][off + i * ldc..off + i * ldc + nc];
+                            assert!(row.iter().all(|v| v.is_finite()), "{what}: row {i}");
+                        }
+                        let same = outs[0]
+                            .iter()
+                            .zip(&outs[1])
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{what}: streamed stores differ from Overwrite");
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether compute-bound calls issue next-group hints (`KernelSet::lean_hints`, per CPU)
     /// must not change a single bit: hints only move lines between caches. Row counts from 1
     /// to 40 take every route (lean, fine, side); several groups and a `next` region exercise
@@ -1248,7 +1356,7 @@ pub(crate) mod tests {
     /// AVX-512 with ymm loads) must give the bits of the tile kernel: a one-row call against
     /// the same row computed as row 0 of a two-row call, for every path, 1 to 9 panels (one
     /// to several panels per run, a partial last panel), with and without segment 2, in
-    /// overwrite (bias / none) and accumulate mode.
+    /// overwrite (bias / none), streamed and accumulate mode.
     #[test]
     fn one_row_kernel_matches_the_tile_kernel() {
         let mut rnd = uniform_source(17);
@@ -1268,6 +1376,7 @@ pub(crate) mod tests {
                     for store in [
                         Store::Overwrite(Some(&bias)),
                         Store::Overwrite(None),
+                        Store::Stream(Some(&bias)),
                         Store::Accumulate,
                     ] {
                         let mut outs = Vec::new();
@@ -1286,6 +1395,7 @@ pub(crate) mod tests {
                         let mode = match store {
                             Store::Overwrite(Some(_)) => "bias",
                             Store::Overwrite(None) => "overwrite",
+                            Store::Stream(_) => "stream",
                             Store::Accumulate => "accumulate",
                         };
                         let what = format!("{isa:?} panels {panels} kc {kc} k2 {k2} {mode}");

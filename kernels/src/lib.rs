@@ -67,6 +67,9 @@ pub struct KernelSet {
     /// Whether calls on the lean k loop (compute-bound: many row tiles per W̃ panel) issue
     /// next-group L2 hints; decode-like calls always do (see [`blocking`]).
     pub lean_hints: bool,
+    /// Outputs of at least this many bytes, written once by a call with one K block, are
+    /// stored past the caches (`gemm::Store::Stream`; see [`blocking`]): L2's size.
+    pub stream_min: usize,
     /// Concurrent W̃ streams of the one-row kernel (decode through a `LoraLinear`): panels
     /// read side by side per call, at most `gemm::GEMV_STREAMS`. Chosen so that each k step
     /// reads 4 cache lines: 4 panels of 16 floats on AVX2 (Zen 3: 27–28 GB/s against 18.6–19
@@ -83,6 +86,8 @@ pub struct KernelSet {
     /// must issue many), over a contiguous region, over several runs of it side by side
     /// (decode-like calls, `gemm::SIDE_MAX_ROWS`) or over raw W rows.
     micro: &'static [MicroFn],
+    /// `micro` storing an overwritten C past the caches (`gemm::Store::Stream`).
+    micro_stream: &'static [MicroFn],
     micro_fine: &'static [MicroFn],
     micro_fine_rows: &'static [MicroFn],
     micro_fine_side: &'static [MicroFn],
@@ -107,6 +112,7 @@ impl std::fmt::Debug for KernelSet {
             .field("mc_streamed", &self.mc_streamed)
             .field("w_resident_max", &self.w_resident_max)
             .field("lean_hints", &self.lean_hints)
+            .field("stream_min", &self.stream_min)
             .field("gemv_streams", &self.gemv_streams)
             .finish()
     }
@@ -149,6 +155,15 @@ impl KernelSet {
                 mc_streamed: b.mc_streamed,
                 w_resident_max: b.w_resident_max,
                 lean_hints: b.lean_hints,
+                // Streamed stores only on AVX-512 (one store per line). On the AVX2 path (two
+                // per line, and its tile finishing on a copy of the accumulators) they took
+                // 1.016–1.028 × the time on the Zen 4 (docs/PERFORMANCE.md, twenty-second
+                // session); NEON and portable have none (`Simd::store_stream`).
+                stream_min: if isa == Isa::Avx512 {
+                    b.stream_min
+                } else {
+                    usize::MAX
+                },
                 ..*template
             }
         })
@@ -177,7 +192,12 @@ macro_rules! isa_kernels {
 
             $(#[$attr])*
             unsafe fn micro<const M: usize>(p: &MicroArgs) {
-                micro_body_lean::<$S, $nv, M, $tight>(p)
+                micro_body_lean::<$S, $nv, M, $tight, false>(p)
+            }
+
+            $(#[$attr])*
+            unsafe fn micro_stream<const M: usize>(p: &MicroArgs) {
+                micro_body_lean::<$S, $nv, M, $tight, true>(p)
             }
 
             $(#[$attr])*
@@ -206,6 +226,7 @@ macro_rules! isa_kernels {
             }
 
             static MICRO: [MicroFn; $mr] = [$(micro::<$m> as MicroFn),*];
+            static MICRO_STREAM: [MicroFn; $mr] = [$(micro_stream::<$m> as MicroFn),*];
             static MICRO_FINE: [MicroFn; $mr] = [$(micro_fine::<$m> as MicroFn),*];
             static MICRO_FINE_ROWS: [MicroFn; $mr] = [$(micro_fine_rows::<$m> as MicroFn),*];
             static MICRO_FINE_SIDE: [MicroFn; $mr] = [$(micro_fine_side::<$m> as MicroFn),*];
@@ -227,10 +248,12 @@ macro_rules! isa_kernels {
                 mc_streamed: $mc,
                 w_resident_max: usize::MAX,
                 lean_hints: true,
+                stream_min: usize::MAX,
                 gemv_streams: $gs,
                 dot_rx: $rx,
                 dot_jw: $jw,
                 micro: &MICRO,
+                micro_stream: &MICRO_STREAM,
                 micro_fine: &MICRO_FINE,
                 micro_fine_rows: &MICRO_FINE_ROWS,
                 micro_fine_side: &MICRO_FINE_SIDE,

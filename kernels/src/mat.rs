@@ -53,6 +53,13 @@ impl<'a> MatMut<'a> {
         self.ld
     }
 
+    /// Whether every row starts on a 64-byte cache line: the first element's address and the
+    /// row stride (`ld`·4 bytes) are multiples of 64. Streamed stores (`Store::Stream`) need
+    /// whole, aligned lines.
+    pub fn line_aligned(&self) -> bool {
+        (self.ptr as usize).is_multiple_of(64) && (self.ld * 4).is_multiple_of(64)
+    }
+
     /// Splits into columns `[0, j)` and `[j, cols)`. Panics if `j > cols`.
     pub fn split_cols(self, j: usize) -> (MatMut<'a>, MatMut<'a>) {
         assert!(j <= self.cols, "split_cols: {j} > {}", self.cols);

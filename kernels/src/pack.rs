@@ -19,7 +19,8 @@ use crate::mat::MatMut;
 use crate::Isa;
 
 /// A zeroed f32 buffer whose usable part starts on a 64-byte cache line, so that no panel load
-/// (NR·4 bytes per k, a multiple of 32) straddles two lines.
+/// (NR·4 bytes per k, a multiple of 32) straddles two lines. Also the output buffer that lets
+/// `LoraLinear::forward` stream a large y past the caches (`gemm::Store::Stream`).
 ///
 /// [`AlignedBuf::zeroed_huge`] also asks Linux for 2 MiB pages (see [`HUGE_MIN_BYTES`]).
 #[derive(Debug, Default)]
@@ -95,10 +96,12 @@ impl AlignedBuf {
         self.len = len;
     }
 
+    /// The `len` values, from a 64-byte boundary.
     pub fn as_slice(&self) -> &[f32] {
         &self.data[self.start..self.start + self.len]
     }
 
+    /// The `len` values, from a 64-byte boundary.
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         &mut self.data[self.start..self.start + self.len]
     }

@@ -20,6 +20,15 @@ pub(crate) trait Simd {
     unsafe fn load(p: *const f32) -> Self::V;
     /// Unaligned store of `LANES` values.
     unsafe fn store(p: *mut f32, v: Self::V);
+    /// Store of `LANES` values that bypasses the caches (non-temporal: no read for
+    /// ownership, no line evicted to make room) where the ISA has one; an ordinary store
+    /// otherwise. `p` must be aligned to the vector's size (the x86 instructions fault
+    /// otherwise). Such stores are weakly ordered: a caller issues [`stream_fence`] before
+    /// anything else may read them.
+    #[inline(always)]
+    unsafe fn store_stream(p: *mut f32, v: Self::V) {
+        Self::store(p, v)
+    }
     /// `a * b + c` (fused where the ISA has FMA).
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
@@ -57,6 +66,17 @@ pub(crate) trait Simd {
         // SAFETY: caller guarantees `p` is valid for `n` writes; `n < LANES <= 16`.
         core::ptr::copy_nonoverlapping(tmp.as_ptr(), p, n);
     }
+}
+
+/// Orders the [`Simd::store_stream`] stores issued so far before any later store (SFENCE
+/// on x86-64, where they are weakly ordered; elsewhere they are ordinary stores).
+#[inline]
+pub(crate) fn stream_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SFENCE is part of SSE, which every x86-64 CPU has.
+    unsafe {
+        core::arch::x86_64::_mm_sfence()
+    };
 }
 
 /// Portable path: `wide::f32x8` (SSE2 pairs on baseline x86-64, NEON on aarch64).
@@ -129,6 +149,10 @@ mod x86 {
             _mm256_storeu_ps(p, v)
         }
         #[inline(always)]
+        unsafe fn store_stream(p: *mut f32, v: __m256) {
+            _mm256_stream_ps(p, v)
+        }
+        #[inline(always)]
         unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             _mm256_fmadd_ps(a, b, c)
         }
@@ -175,6 +199,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn store(p: *mut f32, v: __m512) {
             _mm512_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn store_stream(p: *mut f32, v: __m512) {
+            _mm512_stream_ps(p, v)
         }
         #[inline(always)]
         unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
