@@ -11,7 +11,8 @@
 //! row-major like W, so its rows are the second segment's broadcast operand against
 //! scale·t packed the same way. The kernels then produce yᵀ, one block of [`mcw`] features at
 //! a time into a buffer that stays in L2, and [`transpose_into`] writes the block into y's
-//! columns (each y row receives `mcw·4` bytes, whole cache lines). Loops: threads over d_out
+//! columns (each y row receives `mcw·4` bytes, whole cache lines; past the caches, as the
+//! packed path's stores, for a y of at least L2 on whole lines). Loops: threads over d_out
 //! chunks; per chunk, blocks of `mcw` features (JC); per block the K blocks (PC); the
 //! macro-kernel's tiles of MR features (IR) walk all x̃ panels (JR).
 //!
@@ -29,7 +30,7 @@
 
 use crate::driver::{chunks, run_queue, starts, threads_for, InPlace, PackedW, DECODE_MAX_ROWS};
 use crate::error::{mul, LoraError};
-use fused_lora_kernels::pack::{transpose_into, AlignedBuf};
+use fused_lora_kernels::pack::{transpose_into, transpose_into_streamed, AlignedBuf};
 use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
 use std::cell::RefCell;
 
@@ -115,6 +116,9 @@ pub(crate) fn run(
     let np = rows.div_ceil(ks.nr);
     let flops = 2.0 * rows as f64 * d_out as f64 * (d_in + rank) as f64;
     let nt = threads_for(flops);
+    // y written once, past the caches, on the rule of the packed path (`Gemm::stored`; here
+    // always more than 8 rows and one pass): a y of at least `stream_min` bytes on whole lines.
+    let stream = y.line_aligned() && rows.saturating_mul(d_out).saturating_mul(4) >= ks.stream_min;
     // Chunks of whole 16 × 16 transposes and MR tiles (48 features at MR 12).
     let widths = chunks(d_out, 4 * ks.mr, nt);
     let parts: Vec<(usize, MatMut<'_>)> = starts(&widths).zip(y.split_cols_into(&widths)).collect();
@@ -161,7 +165,12 @@ pub(crate) fn run(
                     let store = if bi == 0 { first } else { Store::Accumulate };
                     macro_kernel(ks, main, lora, store, yt.rb(), np, &[]);
                 }
-                transpose_into(buf.as_slice(), rows, yc.sub(0, rows, j, jb));
+                let dst = yc.sub(0, rows, j, jb);
+                if stream {
+                    transpose_into_streamed(buf.as_slice(), rows, dst);
+                } else {
+                    transpose_into(buf.as_slice(), rows, dst);
+                }
                 j += jb;
             }
         });

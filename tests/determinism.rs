@@ -150,9 +150,10 @@ fn window(buf: &mut [f32], off: usize, n: usize) -> &mut [f32] {
 
 /// An output larger than any L2, on whole cache lines (d_out a multiple of 16 floats, the
 /// first row on a line), is written with streamed stores (`Store::Stream`, one K block, more
-/// than 8 rows); the same output one float off a line is not. Both must hold the same bits,
-/// within the error bound of the reference, for 1 and 2 threads, through `forward`,
-/// `forward_mixed` and `lora_linear`.
+/// than 8 rows; `lora_linear` at 300 rows: the swapped path's streamed transposes); the same
+/// output one float off a line is not. Both must hold the same bits, within the error bound
+/// of the reference, for 1 and 2 threads, through `forward`, `forward_mixed` and
+/// `lora_linear`.
 #[test]
 fn streamed_outputs_match_unstreamed_ones() {
     let dims = Dims {

@@ -170,9 +170,14 @@ fn pack_panels_on(
         // The panel is the transpose of rows r0..r0 + valid, columns k0..k0 + kc: the largest
         // block of whole register transposes first, the rest by the copies below.
         let (kt, jt) = match MatMut::new(panel, kc, valid, width) {
-            Some(mut view) => {
-                transpose_blocks(isa, &src[r0 * ld + k0..], ld, &mut view, Order::SrcRows)
-            }
+            Some(mut view) => transpose_blocks(
+                isa,
+                &src[r0 * ld + k0..],
+                ld,
+                &mut view,
+                Order::SrcRows,
+                false,
+            ),
             None => (0, 0),
         };
         // Copies: columns kt.. of the transposed rows, every column of the others.
@@ -201,13 +206,27 @@ fn pack_panels_on(
 /// Panics if `src` is too short for `c` rows of `r` at stride `ld`, or `r > ld` (internal
 /// misuse; the public crate validates lengths first).
 pub fn transpose_into(src: &[f32], ld: usize, dst: MatMut<'_>) {
-    transpose_into_on(Isa::selected(), src, ld, dst);
+    transpose_into_on(Isa::selected(), src, ld, dst, false);
 }
 
-/// [`transpose_into`] with the transposes of `isa` (if this CPU runs it; scalar otherwise).
-fn transpose_into_on(isa: Isa, src: &[f32], ld: usize, mut dst: MatMut<'_>) {
+/// [`transpose_into`], with the 16 × 16 transposes' rows stored past the caches (VMOVNTPS,
+/// the AVX-512 path) where `dst`'s rows lie on whole cache lines ([`MatMut::line_aligned`]),
+/// then a store fence: for a y larger than L2 that is written once (as `Store::Stream` in the
+/// macro-kernel). Same values as [`transpose_into`].
+pub fn transpose_into_streamed(src: &[f32], ld: usize, dst: MatMut<'_>) {
+    transpose_into_on(Isa::selected(), src, ld, dst, true);
+}
+
+/// [`transpose_into`] with the transposes of `isa` (if this CPU runs it; scalar otherwise),
+/// streamed as [`transpose_into_streamed`] when `stream`.
+fn transpose_into_on(isa: Isa, src: &[f32], ld: usize, mut dst: MatMut<'_>, stream: bool) {
     let r = dst.rows();
-    let (it, jt) = transpose_blocks(isa, src, ld, &mut dst, Order::DstRows);
+    // Every 16-column block then starts on a line (its columns are a multiple of 16 apart).
+    let stream = stream && dst.line_aligned();
+    let (it, jt) = transpose_blocks(isa, src, ld, &mut dst, Order::DstRows, stream);
+    if stream {
+        crate::simd::stream_fence();
+    }
     // The edges: rows it.. of the transposed columns, every row of the others.
     for i in 0..r {
         let out = dst.row_mut(i);
@@ -232,7 +251,9 @@ enum Order {
 /// 8 × 8 (AVX2, and AVX-512 below 16) register transposes cover: i < it, j < jt, returned as
 /// (it, jt); (0, 0) on other paths. The caller copies the rest. Shared by [`pack_panels`] (a panel is the
 /// transpose of NR rows of W) and [`transpose_into`]. The 8 × 8 path walks bands of the
-/// destination's rows in its outer loop whatever the `order`.
+/// destination's rows in its outer loop whatever the `order`. `stream`: the 16 × 16 blocks'
+/// rows are stored non-temporally; the caller has checked that `dst`'s rows lie on whole
+/// lines, and fences.
 ///
 /// Panics if `src` is too short for `c` rows of `r` at stride `ld`, or `r > ld`.
 fn transpose_blocks(
@@ -241,6 +262,7 @@ fn transpose_blocks(
     ld: usize,
     dst: &mut MatMut<'_>,
     order: Order,
+    stream: bool,
 ) -> (usize, usize) {
     let (r, c) = (dst.rows(), dst.cols());
     if r == 0 || c == 0 {
@@ -252,7 +274,7 @@ fn transpose_blocks(
     let x86 = cfg!(target_arch = "x86_64");
     // Only the 16 × 16 (x86) path has a choice of order.
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = order;
+    let _ = (order, stream);
     // 16 × 16 blocks where AVX-512 runs and both sides reach 16, else 8 × 8 ones (AVX2, which
     // every AVX-512 CPU has: a narrow panel or edge on an AVX-512 machine).
     let wide = x86 && isa == Isa::Avx512 && r >= 16 && c >= 16;
@@ -269,10 +291,14 @@ fn transpose_blocks(
         // SAFETY: the path's instructions are available (`usable` above; the AVX-512 path is
         // usable only with AVX2 and FMA too, `Isa::is_available`, for its 8 × 8 blocks). Source rows 0..jt ≤ c hold
         // columns 0..it ≤ r inside `src` ((c−1)·ld + r ≤ len, asserted), and the destination
-        // block of rows 0..it, columns 0..jt lies inside `dst`'s rectangle.
+        // block of rows 0..it, columns 0..jt lies inside `dst`'s rectangle; with `stream`,
+        // its rows start on lines and its 16-column blocks are 64 bytes apart, so every
+        // streamed store is aligned.
         unsafe {
-            if wide {
-                x86::pack_block16(from, ld, it, jt, to, ldd, order == Order::DstRows);
+            if wide && stream {
+                x86::pack_block16::<true>(from, ld, it, jt, to, ldd, order == Order::DstRows);
+            } else if wide {
+                x86::pack_block16::<false>(from, ld, it, jt, to, ldd, order == Order::DstRows);
             } else {
                 x86::pack_block(from, ld, jt, it, jt, to, ldd);
             }
@@ -362,9 +388,10 @@ mod x86 {
     ///
     /// # Safety
     /// AVX-512F available; `src` readable for `j16` rows of `k16` at stride `ld`, `dst`
-    /// writable for `k16` rows of `j16` at stride `width`.
+    /// writable for `k16` rows of `j16` at stride `width`; with `STREAM`, `dst` and `width·4`
+    /// multiples of 64 bytes.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn pack_block16(
+    pub(super) unsafe fn pack_block16<const STREAM: bool>(
         src: *const f32,
         ld: usize,
         k16: usize,
@@ -376,13 +403,23 @@ mod x86 {
         if dst_rows_outer {
             for k in (0..k16).step_by(16) {
                 for j in (0..j16).step_by(16) {
-                    transpose16x16(src.add(j * ld + k), ld, dst.add(k * width + j), width);
+                    transpose16x16::<STREAM>(
+                        src.add(j * ld + k),
+                        ld,
+                        dst.add(k * width + j),
+                        width,
+                    );
                 }
             }
         } else {
             for j in (0..j16).step_by(16) {
                 for k in (0..k16).step_by(16) {
-                    transpose16x16(src.add(j * ld + k), ld, dst.add(k * width + j), width);
+                    transpose16x16::<STREAM>(
+                        src.add(j * ld + k),
+                        ld,
+                        dst.add(k * width + j),
+                        width,
+                    );
                 }
             }
         }
@@ -391,12 +428,19 @@ mod x86 {
     /// dst[k·ldd + i] = src[i·ld + k] for i, k in 0..16: 32-bit interleaves of row pairs,
     /// 64-bit interleaves of those, then two rounds of 128-bit lane shuffles.
     ///
+    /// `STREAM`: each destination row stored with VMOVNTPS (one whole line).
+    ///
     /// # Safety
     /// AVX-512F available; `src` readable for 16 rows of 16 at stride `ld`, `dst` writable for
-    /// 16 rows of 16 at stride `ldd`.
+    /// 16 rows of 16 at stride `ldd`; with `STREAM`, every destination row 64-byte aligned.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn transpose16x16(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
+    unsafe fn transpose16x16<const STREAM: bool>(
+        src: *const f32,
+        ld: usize,
+        dst: *mut f32,
+        ldd: usize,
+    ) {
         // t[2p], t[2p + 1]: rows 2p and 2p + 1 interleaved, per 128-bit lane.
         let mut t = [_mm512_setzero_ps(); 16];
         for p in 0..8 {
@@ -426,7 +470,13 @@ mod x86 {
             let v1 = _mm512_shuffle_f32x4::<0xDD>(u[q], u[4 + q]);
             let w0 = _mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]);
             let w1 = _mm512_shuffle_f32x4::<0xDD>(u[8 + q], u[12 + q]);
-            let col = |c: usize, v: __m512| _mm512_storeu_ps(dst.add(c * ldd), v);
+            let col = |c: usize, v: __m512| {
+                if STREAM {
+                    _mm512_stream_ps(dst.add(c * ldd), v)
+                } else {
+                    _mm512_storeu_ps(dst.add(c * ldd), v)
+                }
+            };
             col(q, _mm512_shuffle_f32x4::<0x88>(v0, w0));
             col(4 + q, _mm512_shuffle_f32x4::<0x88>(v1, w1));
             col(8 + q, _mm512_shuffle_f32x4::<0xDD>(v0, w0));
@@ -537,11 +587,17 @@ mod tests {
             (33, 100, 33, 101),
         ] {
             let src: Vec<f32> = (0..c * ld).map(|i| i as f32 + 0.5).collect();
-            for isa in Isa::available() {
-                // Two rows beyond the rectangle's and ldd − c columns beside it stay NaN.
-                let mut buf = vec![f32::NAN; (r + 2) * ldd];
-                let dst = MatMut::new(&mut buf, r, c, ldd).unwrap();
-                transpose_into_on(isa, &src, ld, dst);
+            for (isa, stream) in Isa::available()
+                .into_iter()
+                .flat_map(|isa| [(isa, false), (isa, true)])
+            {
+                // Two rows beyond the rectangle's and ldd − c columns beside it stay NaN. On
+                // whole lines (AlignedBuf), so the streamed stores run where ldd allows.
+                let mut ab = AlignedBuf::zeroed((r + 2) * ldd);
+                let buf = ab.as_mut_slice();
+                buf.fill(f32::NAN);
+                let dst = MatMut::new(buf, r, c, ldd).unwrap();
+                transpose_into_on(isa, &src, ld, dst, stream);
                 for i in 0..r + 2 {
                     for j in 0..ldd {
                         let got = buf[i * ldd + j];
@@ -550,7 +606,7 @@ mod tests {
                             assert_eq!(
                                 got.to_bits(),
                                 want.to_bits(),
-                                "{isa:?} {r}×{c}: ({i}, {j})"
+                                "{isa:?} stream {stream} {r}×{c}: ({i}, {j})"
                             );
                         } else {
                             assert!(got.is_nan(), "{isa:?} {r}×{c}: wrote ({i}, {j})");
