@@ -71,6 +71,17 @@ pub(crate) fn threads_for(flops: f64) -> usize {
     }
 }
 
+/// Whether a `rows × n` y that a call writes once is stored past the caches (the packed
+/// path's `Store::Stream`, the swapped path's streamed transposes): more than
+/// [`DECODE_MAX_ROWS`] rows, a y of at least `ks.stream_min` bytes (L2; `usize::MAX` on paths
+/// without non-temporal stores), which would not stay in L2 for its reader anyway, and rows on
+/// whole cache lines (`aligned`: elsewhere no vector could be streamed, and C's prefetch would
+/// only be lost). docs/DESIGN.md, "Output stores".
+pub(crate) fn streams_y(ks: &KernelSet, rows: usize, n: usize, aligned: bool) -> bool {
+    let y_bytes = rows.saturating_mul(n).saturating_mul(4);
+    aligned && rows > DECODE_MAX_ROWS && y_bytes >= ks.stream_min
+}
+
 /// The K extent cut into `⌈k/kc⌉` nearly equal blocks (no thin last block); one empty block
 /// when k = 0, so the bias is still stored.
 pub(crate) fn k_blocks(k: usize, kc: usize) -> Vec<(usize, usize)> {
@@ -478,18 +489,14 @@ impl Gemm<'_> {
     }
 
     /// The store this call makes. `Store::Stream` (asked for by the entry points whose y is
-    /// their result) only where it pays: one K block (y written once; with several, the next
-    /// block would read back from memory what the first streamed there), more than
-    /// [`DECODE_MAX_ROWS`] rows, a y of at least `ks.stream_min` bytes (L2; `usize::MAX` on
-    /// paths without non-temporal stores), which would not stay in L2 for its reader anyway,
-    /// and rows on whole cache lines (`aligned`: elsewhere no vector could be streamed, and
-    /// C's prefetch would only be lost); otherwise `Store::Overwrite`.
+    /// their result) only with one K block (y written once; with several, the next block would
+    /// read back from memory what the first streamed there) and where [`streams_y`] says it
+    /// pays; otherwise `Store::Overwrite`.
     fn stored(&self, rows: usize, k_blocks: usize, aligned: bool) -> Store<'_> {
-        let y_bytes = rows.saturating_mul(self.n).saturating_mul(4);
-        let pays =
-            k_blocks == 1 && rows > DECODE_MAX_ROWS && y_bytes >= self.ks.stream_min && aligned;
         match self.store {
-            Store::Stream(b) if !pays => Store::Overwrite(b),
+            Store::Stream(b) if k_blocks != 1 || !streams_y(self.ks, rows, self.n, aligned) => {
+                Store::Overwrite(b)
+            }
             s => s,
         }
     }

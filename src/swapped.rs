@@ -28,9 +28,11 @@
 //! AVX-512's MR 12). It also takes calls of 9–32 rows from the small-rows kernel when their
 //! panels are full (30–32 rows at NR 32). Measured on the Zen 4: see [`swaps`].
 
-use crate::driver::{chunks, run_queue, starts, threads_for, InPlace, PackedW, DECODE_MAX_ROWS};
+use crate::driver::{
+    chunks, run_queue, starts, streams_y, threads_for, InPlace, PackedW, DECODE_MAX_ROWS,
+};
 use crate::error::{mul, LoraError};
-use fused_lora_kernels::pack::{transpose_into, transpose_into_streamed, AlignedBuf};
+use fused_lora_kernels::pack::{transpose_into, AlignedBuf};
 use fused_lora_kernels::{macro_kernel, KernelSet, Lora, MatMut, Panels, Segment, Store};
 use std::cell::RefCell;
 
@@ -116,9 +118,9 @@ pub(crate) fn run(
     let np = rows.div_ceil(ks.nr);
     let flops = 2.0 * rows as f64 * d_out as f64 * (d_in + rank) as f64;
     let nt = threads_for(flops);
-    // y written once, past the caches, on the rule of the packed path (`Gemm::stored`; here
-    // always more than 8 rows and one pass): a y of at least `stream_min` bytes on whole lines.
-    let stream = y.line_aligned() && rows.saturating_mul(d_out).saturating_mul(4) >= ks.stream_min;
+    // y is written once (the transposes of each finished yᵀ block), so it streams on the
+    // packed path's rule.
+    let stream = streams_y(ks, rows, d_out, y.line_aligned());
     // Chunks of whole 16 × 16 transposes and MR tiles (48 features at MR 12).
     let widths = chunks(d_out, 4 * ks.mr, nt);
     let parts: Vec<(usize, MatMut<'_>)> = starts(&widths).zip(y.split_cols_into(&widths)).collect();
@@ -165,12 +167,7 @@ pub(crate) fn run(
                     let store = if bi == 0 { first } else { Store::Accumulate };
                     macro_kernel(ks, main, lora, store, yt.rb(), np, &[]);
                 }
-                let dst = yc.sub(0, rows, j, jb);
-                if stream {
-                    transpose_into_streamed(buf.as_slice(), rows, dst);
-                } else {
-                    transpose_into(buf.as_slice(), rows, dst);
-                }
+                transpose_into(buf.as_slice(), rows, yc.sub(0, rows, j, jb), stream);
                 j += jb;
             }
         });

@@ -203,22 +203,18 @@ fn pack_panels_on(
 /// The same transposes as [`pack_panels`] on the selected path; every path writes the same
 /// bits.
 ///
+/// `stream`: the 16 × 16 transposes' rows are stored past the caches (VMOVNTPS, the AVX-512
+/// path) where `dst`'s rows lie on whole cache lines ([`MatMut::line_aligned`]), then a store
+/// fence: for a y larger than L2 that is written once (as `Store::Stream` in the
+/// macro-kernel). Same values either way.
+///
 /// Panics if `src` is too short for `c` rows of `r` at stride `ld`, or `r > ld` (internal
 /// misuse; the public crate validates lengths first).
-pub fn transpose_into(src: &[f32], ld: usize, dst: MatMut<'_>) {
-    transpose_into_on(Isa::selected(), src, ld, dst, false);
+pub fn transpose_into(src: &[f32], ld: usize, dst: MatMut<'_>, stream: bool) {
+    transpose_into_on(Isa::selected(), src, ld, dst, stream);
 }
 
-/// [`transpose_into`], with the 16 × 16 transposes' rows stored past the caches (VMOVNTPS,
-/// the AVX-512 path) where `dst`'s rows lie on whole cache lines ([`MatMut::line_aligned`]),
-/// then a store fence: for a y larger than L2 that is written once (as `Store::Stream` in the
-/// macro-kernel). Same values as [`transpose_into`].
-pub fn transpose_into_streamed(src: &[f32], ld: usize, dst: MatMut<'_>) {
-    transpose_into_on(Isa::selected(), src, ld, dst, true);
-}
-
-/// [`transpose_into`] with the transposes of `isa` (if this CPU runs it; scalar otherwise),
-/// streamed as [`transpose_into_streamed`] when `stream`.
+/// [`transpose_into`] with the transposes of `isa` (if this CPU runs it; scalar otherwise).
 fn transpose_into_on(isa: Isa, src: &[f32], ld: usize, mut dst: MatMut<'_>, stream: bool) {
     let r = dst.rows();
     // Every 16-column block then starts on a line (its columns are a multiple of 16 apart).
