@@ -79,7 +79,8 @@
 //! `FUSED_LORA_BLOCKING=kc=256,mc=240,nc=4096,ng=4,hints=0` overrides any of them (for tuning
 //! experiments; `mc` also sets MC_packed and MC_streamed, `ng` also NG_packed, `hints` 0 or 1
 //! the lean hints, `stream` the streamed-output threshold in bytes: 0 streams every eligible
-//! call, a huge value none).
+//! call, a huge value none; `quiet` the most rows of a call over packed W̃ that issues no
+//! next-group hints, `KernelSet::quiet_max_rows`).
 
 use std::sync::OnceLock;
 
@@ -161,6 +162,8 @@ pub struct Blocks {
     pub lean_hints: bool,
     /// Outputs from this many bytes on are stored past the caches (see the module doc).
     pub stream_min: usize,
+    /// `FUSED_LORA_BLOCKING=quiet=N`: overrides the ISA's `KernelSet::quiet_max_rows`.
+    pub quiet_max_rows: Option<usize>,
 }
 
 /// Whether compute-bound calls should issue next-group L2 hints on a CPU of this vendor and
@@ -205,6 +208,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
     let (mut mc_packed, mut ng_packed, mut mc_streamed) = (0, 0, 0);
     let mut lean_hints = cpu_vendor_family().is_none_or(|(amd, f)| lean_hints_for(amd, f));
     let mut stream_min = c.l2;
+    let mut quiet_max_rows = None;
     if let Ok(v) = std::env::var("FUSED_LORA_BLOCKING") {
         for part in v.split(',') {
             let mut it = part.splitn(2, '=');
@@ -228,6 +232,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
                 }
                 "hints" => lean_hints = val != 0,
                 "stream" => stream_min = val,
+                "quiet" => quiet_max_rows = Some(val),
                 _ => {}
             }
         }
@@ -261,6 +266,7 @@ pub fn derive(mr: usize, nr: usize, kc_cap: usize, c: Caches) -> Blocks {
         w_resident_max: c.l3 / 2,
         lean_hints,
         stream_min,
+        quiet_max_rows,
     }
 }
 

@@ -826,9 +826,14 @@ pub fn macro_kernel(
         // The calls of this group prefetch the next group's W̃ (packed panels, or the raw W
         // rows they will be packed from) into L2, each call its share, so the next group's
         // first tile does not wait on L3 or memory.
+        // Calls of at most `ks.quiet_max_rows` rows over packed W̃ issue none (AVX-512: the
+        // hardware prefetcher streams W̃ faster alone; see `KernelSet::quiet_max_rows`).
+        let packed = matches!(main.b, Panels::Packed(_));
+        let quiet = packed && mc <= ks.quiet_max_rows;
         // A decode-like call with a whole group after this one, cut into SIDE_STREAMS runs
         // of `side_run` floats (group/SIDE_STREAMS panels) each.
-        let side = matches!(main.b, Panels::Packed(_))
+        let side = packed
+            && !quiet
             && mc <= SIDE_MAX_ROWS
             && n_panels - g1 >= group
             && group % SIDE_STREAMS == 0
@@ -867,9 +872,10 @@ pub fn macro_kernel(
         // x; hinted, they only evicted both. Zen 4, in-process A/B, the one-shot call with the
         // hints off: seed 0.964 × the time (1 thread), 0.991 (2), prefill512 0.966; forward
         // (packed panels) with them off 1.010 at the seed shape, so those keep theirs
-        // (docs/PERFORMANCE.md, seventeenth session). Decode-like calls keep theirs.
+        // (docs/PERFORMANCE.md, seventeenth session). Decode-like calls keep theirs, but for
+        // `quiet` ones, which then run the lean loop and walk the group like compute-bound calls.
         let raw = matches!(main.b, Panels::Raw { .. });
-        let pf_per_call = if (!ks.lean_hints || raw) && !side && pf_per_call <= lean_max {
+        let pf_per_call = if quiet || (!ks.lean_hints || raw) && !side && pf_per_call <= lean_max {
             0
         } else {
             pf_per_call
@@ -1312,9 +1318,10 @@ pub(crate) mod tests {
     }
 
     /// Whether compute-bound calls issue next-group hints (`KernelSet::lean_hints`, per CPU)
-    /// must not change a single bit: hints only move lines between caches. Row counts from 1
-    /// to 40 take every route (lean, fine, side); several groups and a `next` region exercise
-    /// the hints of every group, with a shared LoRA segment.
+    /// and whether decode-like calls do (`KernelSet::quiet_max_rows`, per ISA) must not change
+    /// a single bit: hints only move lines between caches. Row counts from 1 to 40 take every
+    /// route (lean, fine, side, quiet); several groups and a `next` region exercise the hints
+    /// of every group, with a shared LoRA segment.
     #[test]
     fn lean_hints_do_not_change_results() {
         let mut rnd = uniform_source(11);
@@ -1331,9 +1338,10 @@ pub(crate) mod tests {
                 let a1 = rnd(mc * kc);
                 let a2 = rnd(mc * k2);
                 let mut outs = Vec::new();
-                for lean_hints in [true, false] {
+                for (lean_hints, quiet_max_rows) in [(true, 0), (false, 0), (true, 8)] {
                     let ks = KernelSet {
                         lean_hints,
+                        quiet_max_rows,
                         ..*base
                     };
                     let mut c = vec![f32::NAN; mc * nc];
@@ -1343,11 +1351,13 @@ pub(crate) mod tests {
                     outs.push(c);
                 }
                 assert!(outs[0].iter().all(|v| v.is_finite()), "{isa:?} mc {mc}");
-                let same = outs[0]
-                    .iter()
-                    .zip(&outs[1])
-                    .all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(same, "{isa:?} mc {mc}: lean hints changed the output");
+                for (v, o) in outs[1..].iter().enumerate() {
+                    let same = outs[0]
+                        .iter()
+                        .zip(o)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{isa:?} mc {mc}: hint variant {v} changed the output");
+                }
             }
         }
     }

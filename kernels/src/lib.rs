@@ -77,6 +77,16 @@ pub struct KernelSet {
     /// loads: 0.88–0.89 × the time of 4 streams on 1 thread, 0.95 on 2; 8 streams 1.04–1.12;
     /// docs/PERFORMANCE.md, seventeenth session).
     pub gemv_streams: usize,
+    /// Calls of at most this many rows over packed W̃ (decode-like: a `LoraLinear` with a few
+    /// rows) issue no next-group L2 hints and take the lean loop, walking the group. 7 on
+    /// AVX-512, where the hardware prefetcher alone streamed W̃ faster. Zen 4, 4096² cold, the
+    /// previous rule (side-by-side hints) ÷ this one, medians of 8 processes' per-round
+    /// medians: 1 thread 1.44, 1.41, 1.32, 1.22, 1.15, 1.06 × the time at rows 2–7; 2 threads
+    /// 1.13, 1.11, 1.10, 1.10, 1.07, 1.05 (single processes 0.77–1.50). At 8 rows the hints
+    /// stay: without them 1.01–1.27 × the time cold. 0 elsewhere: the AVX2 path on the same
+    /// CPU took 1.38 and 1.77 × the time at rows 4 and 6 without them (docs/PERFORMANCE.md,
+    /// twenty-third session). `FUSED_LORA_BLOCKING=quiet=N` overrides it.
+    pub quiet_max_rows: usize,
     /// Small-rows kernel tile: x rows × W rows per call.
     pub dot_rx: usize,
     pub dot_jw: usize,
@@ -114,6 +124,7 @@ impl std::fmt::Debug for KernelSet {
             .field("lean_hints", &self.lean_hints)
             .field("stream_min", &self.stream_min)
             .field("gemv_streams", &self.gemv_streams)
+            .field("quiet_max_rows", &self.quiet_max_rows)
             .finish()
     }
 }
@@ -164,6 +175,11 @@ impl KernelSet {
                 } else {
                     usize::MAX
                 },
+                quiet_max_rows: b.quiet_max_rows.unwrap_or(if isa == Isa::Avx512 {
+                    AVX512_QUIET_MAX_ROWS
+                } else {
+                    0
+                }),
                 ..*template
             }
         })
@@ -174,6 +190,9 @@ impl KernelSet {
         Self::for_isa(Isa::selected())
     }
 }
+
+/// `KernelSet::quiet_max_rows` of the AVX-512 path (see there).
+const AVX512_QUIET_MAX_ROWS: usize = 7;
 
 /// Instantiates one ISA's kernels inside `#[target_feature]` wrappers and registers them with
 /// its block sizes. `ms` lists 1..=MR, `rxs` lists 1..=RX (one instantiation per edge size).
@@ -249,6 +268,7 @@ macro_rules! isa_kernels {
                 w_resident_max: usize::MAX,
                 lean_hints: true,
                 stream_min: usize::MAX,
+                quiet_max_rows: 0,
                 gemv_streams: $gs,
                 dot_rx: $rx,
                 dot_jw: $jw,
