@@ -3,7 +3,7 @@
 mod common;
 
 use common::{isas, pool, Problem};
-use fused_lora::{Dims, Kernels, LoraLinear};
+use fused_lora::{AlignedBuf, Dims, Kernels, LoraLinear};
 
 /// Shapes big enough to be split over threads (by d_out panels, by rows, small-rows path).
 const SHAPES: [(usize, usize, usize, usize); 5] = [
@@ -142,12 +142,6 @@ fn isa_override_is_honoured() {
     assert_eq!(Kernels::for_isa(Isa::Portable).isa(), Isa::Portable);
 }
 
-/// A window of `n` floats in `buf` that starts `off` floats past a 64-byte line.
-fn window(buf: &mut [f32], off: usize, n: usize) -> &mut [f32] {
-    let start = (64 - buf.as_ptr() as usize % 64) % 64 / 4 + off;
-    &mut buf[start..start + n]
-}
-
 /// An output larger than any L2, on whole cache lines (d_out a multiple of 16 floats, the
 /// first row on a line), is written with streamed stores (`Store::Stream`, one K block, more
 /// than 8 rows; `lora_linear` at 300 rows: the swapped path's streamed transposes); the same
@@ -176,8 +170,10 @@ fn streamed_outputs_match_unstreamed_ones() {
         for threads in [1, 2] {
             for off in [0, 1] {
                 for entry in ["forward", "forward_mixed", "lora_linear"] {
-                    let mut buf = vec![f32::NAN; n + 32];
-                    let y = window(&mut buf, off, n);
+                    // From a 64-byte line (`AlignedBuf`), then `off` floats past it.
+                    let mut buf = AlignedBuf::zeroed(n + 32);
+                    buf.as_mut_slice().fill(f32::NAN);
+                    let y = &mut buf.as_mut_slice()[off..off + n];
                     pool(threads)
                         .install(|| match entry {
                             "forward" => layer.forward(dims.rows, &p.x, y),

@@ -175,11 +175,7 @@ impl KernelSet {
                 } else {
                     usize::MAX
                 },
-                quiet_max_rows: b.quiet_max_rows.unwrap_or(if isa == Isa::Avx512 {
-                    AVX512_QUIET_MAX_ROWS
-                } else {
-                    0
-                }),
+                quiet_max_rows: b.quiet_max_rows.unwrap_or(template.quiet_max_rows),
                 ..*template
             }
         })
@@ -191,15 +187,12 @@ impl KernelSet {
     }
 }
 
-/// `KernelSet::quiet_max_rows` of the AVX-512 path (see there).
-const AVX512_QUIET_MAX_ROWS: usize = 7;
-
 /// Instantiates one ISA's kernels inside `#[target_feature]` wrappers and registers them with
 /// its block sizes. `ms` lists 1..=MR, `rxs` lists 1..=RX (one instantiation per edge size).
 macro_rules! isa_kernels {
     ($name:ident, $isa:expr, $S:ty, [$($attr:meta),*],
      mr: $mr:literal, nv: $nv:literal, tight: $tight:literal, kc: $kc:literal, mc: $mc:literal, nc: $nc:literal,
-     gs: $gs:literal, gemv: ($GS:ty, $gnv:literal), rx: $rx:literal, jw: $jw:literal, ms: [$($m:literal)*], rxs: [$($r:literal)*]) => {
+     gs: $gs:literal, quiet: $quiet:literal, gemv: ($GS:ty, $gnv:literal), rx: $rx:literal, jw: $jw:literal, ms: [$($m:literal)*], rxs: [$($r:literal)*]) => {
         mod $name {
             use crate::dot::{dot_body, DotArgs, DotFn};
             use crate::gemm::{
@@ -268,7 +261,7 @@ macro_rules! isa_kernels {
                 w_resident_max: usize::MAX,
                 lean_hints: true,
                 stream_min: usize::MAX,
-                quiet_max_rows: 0,
+                quiet_max_rows: $quiet,
                 gemv_streams: $gs,
                 dot_rx: $rx,
                 dot_jw: $jw,
@@ -295,7 +288,7 @@ macro_rules! isa_kernels {
 // 4-panel instances are never called (`gs: 2`).
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(enable = "avx512f,avx2,fma")],
-    mr: 12, nv: 2, tight: true, kc: 768, mc: 480, nc: 3072, gs: 2,
+    mr: 12, nv: 2, tight: true, kc: 768, mc: 480, nc: 3072, gs: 2, quiet: 7,
     gemv: (crate::simd::Avx2, 4), rx: 4, jw: 4,
     ms: [1 2 3 4 5 6 7 8 9 10 11 12], rxs: [1 2 3 4]);
 
@@ -303,19 +296,19 @@ isa_kernels!(avx512, crate::Isa::Avx512, crate::simd::Avx512, [target_feature(en
 // spills and runs at half speed here). Small-rows tile 2 × 4: 8 accumulators + 6 loads.
 #[cfg(target_arch = "x86_64")]
 isa_kernels!(avx2, crate::Isa::Avx2, crate::simd::Avx2, [target_feature(enable = "avx2,fma")],
-    mr: 6, nv: 2, tight: false, kc: 768, mc: 516, nc: 3072, gs: 4,
+    mr: 6, nv: 2, tight: false, kc: 768, mc: 516, nc: 3072, gs: 4, quiet: 0,
     gemv: (crate::simd::Avx2, 2), rx: 2, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2]);
 
 // NEON: 6 × 16 tile = 24 q accumulators + 4 W + 1 broadcast of 32 registers.
 #[cfg(target_arch = "aarch64")]
 isa_kernels!(neon, crate::Isa::Neon, crate::simd::Neon, [target_feature(enable = "neon")],
-    mr: 6, nv: 4, tight: true, kc: 768, mc: 240, nc: 3072, gs: 4,
+    mr: 6, nv: 4, tight: true, kc: 768, mc: 240, nc: 3072, gs: 4, quiet: 0,
     gemv: (crate::simd::Neon, 4), rx: 4, jw: 4,
     ms: [1 2 3 4 5 6], rxs: [1 2 3 4]);
 
 // Portable: `wide::f32x8`, 4 × 8 tile (on baseline x86-64 each f32x8 is two SSE registers).
 isa_kernels!(portable, crate::Isa::Portable, crate::simd::Portable, [],
-    mr: 4, nv: 1, tight: false, kc: 512, mc: 256, nc: 3072, gs: 4,
+    mr: 4, nv: 1, tight: false, kc: 512, mc: 256, nc: 3072, gs: 4, quiet: 0,
     gemv: (crate::simd::Portable, 1), rx: 2, jw: 2,
     ms: [1 2 3 4], rxs: [1 2]);
